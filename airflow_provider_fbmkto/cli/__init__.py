@@ -1,0 +1,59 @@
+"""The ``fbmkto`` command line (also ``airflow fbmkto …`` through the provider's ``cli`` entry).
+
+Each area registers its own subcommands in a module of this package (``emulate``, ``freshbooks``,
+``marketo``, ``pipeline``); a module is imported only to build the parser, and each command imports its
+heavy dependencies (Airflow, hooks) when it runs, so ``fbmkto --version`` stays fast.
+
+Commands exit 0 on success, 1 on a failure they explain (one line naming the fix, no traceback), 2 on
+bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from airflow_provider_fbmkto import __version__
+from airflow_provider_fbmkto.exceptions import FbmktoError
+
+#: Modules that each define ``register(subparsers) -> None``; every subcommand sets ``func(args) -> int``.
+COMMAND_MODULES = ("emulate", "freshbooks", "marketo", "pipeline")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fbmkto", description="FreshBooks to Marketo sync for Apache Airflow")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"airflow_provider_fbmkto.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"airflow_provider_fbmkto.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FbmktoError as exc:
+        print(f"fbmkto {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
