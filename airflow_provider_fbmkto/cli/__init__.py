@@ -15,6 +15,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from airflow_provider_fbmkto import __version__
 from airflow_provider_fbmkto.exceptions import FbmktoError
@@ -57,3 +58,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def get_airflow_cli_commands() -> list[Any]:
+    """``airflow fbmkto …``: the same commands as ``fbmkto …``, registered through provider info ``cli``."""
+    from airflow.cli.cli_config import ActionCommand, Arg
+
+    def run(args: argparse.Namespace) -> None:
+        code = main(args.fbmkto_args)
+        if code:
+            raise SystemExit(code)
+
+    return [
+        ActionCommand(
+            name="fbmkto",
+            help="FreshBooks to Marketo sync: authorize, setup-marketo, webhooks, ledger, check, emulate, demo",
+            func=run,
+            args=(Arg(("fbmkto_args",), help="an fbmkto command and its options", nargs=argparse.REMAINDER),),
+        )
+    ]
