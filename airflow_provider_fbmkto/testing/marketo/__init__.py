@@ -1,0 +1,111 @@
+"""A strict Marketo REST emulator: a real HTTP server with Marketo's envelopes, codes, limits and paging.
+
+Usage::
+
+    from airflow_provider_fbmkto.testing.marketo import MarketoEmulator
+
+    with MarketoEmulator(window_seconds=1.0) as mkto:
+        os.environ["AIRFLOW_CONN_MARKETO_DEFAULT"] = mkto.conn_json()
+        ...                                    # run the code under test
+        assert mkto.max_in_flight <= 10
+        assert not [c for c in mkto.rest_calls() if c.codes]
+
+Layout (moto's split): ``routes`` (path -> handler), ``handlers`` (parse, render the envelope), ``models``
+with ``records``/``activities``/``bulk``/``limits``/``fields`` (state and rules), ``exceptions`` (one class per
+code), ``faults`` (injected failures), ``app`` (the ASGI pipeline and call log), ``control`` (``/_emulator/``),
+``emulator`` (:class:`MarketoEmulator`).
+
+Rules enforced (each has a test in ``tests/emulators/test_marketo_emulator.py``):
+
+=============================  ===========================================================================
+Area                           Rule
+=============================  ===========================================================================
+Identity                       ``GET|POST /identity/oauth/token?grant_type=client_credentials&client_id&
+                               client_secret`` -> ``{access_token, token_type: bearer, expires_in, scope}``.
+                               Asking again before expiry returns the same token with its remaining whole
+                               seconds (can be 0). Bad credentials: HTTP 401 ``{"error": "unauthorized",
+                               "error_description": "Bad client credentials"}``. Identity calls are not
+                               rate-limited, do not count in the quota and never count as in flight.
+Token on REST calls            Only ``Authorization: Bearer``. An ``access_token`` query/form parameter is
+                               refused with 601 "Access token invalid" (even beside a good header).
+                               Unknown/missing token 601, expired 602 -- both inside HTTP 200.
+Envelope                       HTTP 200 ``{requestId "<hex>#<hex>", success, result, warnings}`` (+
+                               ``nextPageToken``/``moreResult`` where paged); errors ``[{code, message}]``
+                               with string codes. Unknown path 610, wrong method 605, bad JSON 609, non-JSON
+                               content type on a JSON write 612.
+Rate window                    ``rate_limit`` calls per ``window_seconds`` sliding window -> 606 "Max rate
+                               limit '100' exceeded with in '20' secs".
+Concurrency                    more than ``max_concurrency`` calls in flight -> 615 "Concurrent access limit
+                               reached". ``latency`` keeps each admitted call in flight that long.
+Daily quota                    ``daily_quota`` calls per US-Central day -> 607 "Daily quota reached".
+Counting                       Every authenticated REST call enters the window and the quota, including
+                               calls refused with 606 or 615 (``count_rejected_calls=False`` turns that
+                               off). Calls answered 601/602 count in neither. Answers 604/605/608/611
+                               are refunded from the quota (they stay in the window). Order of checks:
+                               token, 615, 606, 607, injected fault, latency, the endpoint.
+Sizes                          URL over 8 KB: bare HTTP 414; body over 1 MB: bare HTTP 413 (HTML bodies).
+                               ``POST`` with form field ``_method=GET``: served as the ``GET`` of the same
+                               path with the form fields as query parameters.
+Batches                        More than 300 records in a write, 300 filterValues, 30 leadIds or 10
+                               activityTypeIds: response-level 1003. 100 for lead-field creation and
+                               campaign leads. Missing ``input``: 701.
+Per-record results             ``success: true``, one result per input in order: ``{id, status:
+                               created|updated|skipped, reasons: [{code, message}]}`` (companies add
+                               ``seq``; custom activities use ``added`` and ``errors``).
+Leads                          ``POST /rest/v1/leads.json`` createOrUpdate/createOnly/updateOnly, lookupField
+                               ``email`` (case-insensitive) or ``id``. Unknown field -> skipped 1006; no
+                               lookup value -> 1003; createOnly on existing -> 1005; updateOnly on missing
+                               -> 1004; bad typed value -> 1001; ``createdAt``/``updatedAt`` -> 1011.
+                               Reads: filterType ``id|email|externalCompanyId`` (else 1011), ``fields``
+                               (unknown -> 1006), null values left out, ``nextPageToken`` only when more.
+                               ``describe.json``, ``describe2.json``; ``POST /leads/schema/fields.json``
+                               creates custom fields (existing name -> skipped 1009, bad dataType 1003).
+                               Creating a lead logs "New Lead" (12), each changed value "Change Data
+                               Value" (13); ``updatedAt`` moves only when a value changes.
+Companies                      ``POST /rest/v1/companies.json`` dedupeBy ``dedupeFields``
+                               (externalCompanyId) or ``idField``; unknown field -> skipped 1006. Company
+                               fields cannot be created by API; custom ones come from ``company_fields``
+                               (default: DESIGN.md's fb* fields). ``crm_synced``: ``"response"`` (or True)
+                               -> 1018 "CRM Enabled" for the call, ``"record"`` -> every record skipped 1018.
+Custom activity types          ``POST /activities/external/type.json`` creates a draft; duplicate apiName,
+                               name, triggerName or filterName -> 1009 (Marketo documents no code for it);
+                               more than 10 types -> 1027; more than 20 attributes -> 1028;
+                               ``.../approve.json`` publishes the draft (no draft: 709). Writing to a type
+                               never approved -> record skipped 1013 naming the type.
+Custom activities              ``POST /activities/external.json``: ``added`` with ``id``/``marketoGUID``, or
+                               ``skipped`` with ``errors``: unknown lead 1004, missing field 1002, date
+                               without offset 1001, unknown attribute 1006, unknown type 1013, built-in type
+                               1003. Never de-duplicated.
+Reading activities             ``pagingtoken.json?sinceDatetime`` then ``activities.json?nextPageToken&
+                               activityTypeIds[&leadIds]``; pages of ``batchSize`` (<= 300) in
+                               (activityDate, id) order; ``nextPageToken`` always present; ``moreResult``
+                               false at the end; ``result`` left out of an empty page.
+Static lists                   ``POST``/``DELETE /rest/v1/lists/{id}/leads.json``: added/removed, unknown lead
+                               skipped 1004, remove of a non-member skipped 1015; unknown list 1013.
+                               ``GET`` (``/lists/`` or legacy ``/list/``) pages members.
+Smart campaigns                ``POST /rest/v1/campaigns/{id}/trigger.json`` up to 100 leads; the request is
+                               recorded (``campaign_requests()``); unknown leads are ignored; with
+                               ``campaigns={...}`` an unknown campaign is 1013.
+Bulk lead export               create (fields known, one filter, ``updatedAt``/``createdAt`` range <= 31
+                               days, else 1003; 1035 when ``updated_at_filter_supported=False``),
+                               enqueue (10 queued at most, 500 MB/day -> 1029; twice -> 1029), status
+                               (Created -> Queued -> Processing -> Completed, each step
+                               ``bulk_step_seconds`` of clock time, 2 processing at once), cancel,
+                               file (CSV/TSV/SSV with a header row; ``Range`` -> 206; before Completed ->
+                               HTTP 404 with an envelope). Status polls are timed, never refused.
+Faults                         :meth:`MarketoEmulator.inject_fault`: Marketo codes in a 200 envelope, bare
+                               HTTP 500/502/503/413/414, ``timeout``/``slow`` stalls, ``export_failed``.
+Control API                    ``/_emulator/`` reset, faults, calls, tokens/expire, leads, companies,
+                               activities, activity-types, lists, lists/{id}, company-fields, exports,
+                               campaign-requests. JSON only; bad input 4xx.
+=============================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+from airflow_provider_fbmkto.testing.marketo.app import CallRecord
+from airflow_provider_fbmkto.testing.marketo.emulator import MarketoEmulator
+from airflow_provider_fbmkto.testing.marketo.exceptions import MarketoError
+from airflow_provider_fbmkto.testing.marketo.models import MarketoModel
+
+__all__ = ["CallRecord", "MarketoEmulator", "MarketoError", "MarketoModel"]
