@@ -1,0 +1,36 @@
+"""Small helpers shared by the state stores: UTC time, chunking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from itertools import islice
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: Rows per bulk statement (IN lists, executemany pages). Well under SQLite's bound-parameter limit.
+CHUNK = 500
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime, what: str = "datetime") -> datetime:
+    """Return ``value`` converted to UTC; a naive datetime is refused (we never guess a time zone).
+
+    :param value: an aware datetime.
+    :param what: name used in the error message.
+    """
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise ValueError(f"{what} must be timezone-aware (got naive {value.isoformat()})")
+    return value.astimezone(timezone.utc)
+
+
+def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
+    """Yield lists of at most ``size`` items, consuming ``items`` lazily."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk

@@ -1,0 +1,330 @@
+"""The audit ledger: one row per idempotency key, tracking what was sent to Marketo and with what result.
+
+Life of a row: ``plan`` makes it pending (a new key, or a changed payload of a written lead/company/list key;
+written activities are write-once and stay written); ``claim`` moves a batch to in_flight; ``mark`` records
+written / skipped / failed. A crash leaves rows in_flight: they are never sent again blindly, the loader
+resolves them first (``in_flight``), then ``mark``s them or calls ``reset_to_pending``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, func, select, update
+
+from airflow_provider_fbmkto.state._util import CHUNK, as_utc, chunked, utcnow
+from airflow_provider_fbmkto.state.ledger_types import (
+    COLUMNS,
+    KINDS,
+    MAX_ERROR,
+    WRITE_ONCE_KINDS,
+    LedgerRow,
+    LedgerStatus,
+    PlanResult,
+    RowOutcome,
+    parse_status,
+    row_from_db,
+)
+from airflow_provider_fbmkto.state.models import LedgerEntry
+
+if TYPE_CHECKING:
+    from airflow_provider_fbmkto.state.db import StateDB
+
+__all__ = ["KINDS", "WRITE_ONCE_KINDS", "Ledger", "LedgerRow", "LedgerStatus", "PlanResult", "RowOutcome"]
+
+
+class Ledger:
+    """Bulk operations over the ledger table; each call is one (or, for huge inputs, one per chunk) transaction."""
+
+    def __init__(self, db: StateDB) -> None:
+        self._db = db
+
+    # --------------------------------------------------------------------------------------------- plan
+
+    def plan(self, account: str, run_id: str, entries: Iterable[tuple[str, str, dict[str, Any], str]]) -> PlanResult:
+        """Upsert planned payloads; see the module doc for the life of a row.
+
+        Works in chunks (one transaction each: a bulk SELECT of existing keys, then bulk INSERT/UPDATE), so
+        100k+ entries stream through; re-planning the same entries is a no-op, so a crash between chunks is safe.
+
+        :param account: the account the rows belong to.
+        :param run_id: the run planning them (stored on new and changed rows).
+        :param entries: ``(key, kind, payload, payload_hash)``; within one chunk a repeated key keeps the last.
+        :return: counts of new, changed and unchanged keys.
+        """
+        new = changed = unchanged = held = kept = 0
+        for chunk in chunked(entries, CHUNK):
+            latest: dict[str, tuple[str, dict[str, Any], str]] = {}
+            for key, kind, payload, payload_hash in chunk:
+                if kind not in KINDS:
+                    raise ValueError(f"unknown ledger kind {kind!r} for {key!r}; use one of {sorted(KINDS)}")
+                latest[key] = (kind, payload, payload_hash)
+            now = utcnow()
+            with self._db.write_tx() as conn:
+                existing = {
+                    r.key: (r.payload_hash, r.status)
+                    for r in conn.execute(
+                        select(LedgerEntry.key, LedgerEntry.payload_hash, LedgerEntry.status).where(
+                            LedgerEntry.key.in_(list(latest))
+                        )
+                    )
+                }
+                inserts: list[dict[str, Any]] = []
+                updates: list[dict[str, Any]] = []
+                for key, (kind, payload, payload_hash) in latest.items():
+                    found = existing.get(key)
+                    if found is None:
+                        inserts.append(
+                            {
+                                "key": key,
+                                "account": account,
+                                "kind": kind,
+                                "payload": payload,
+                                "payload_hash": payload_hash,
+                                "status": LedgerStatus.PENDING.value,
+                                "attempts": 0,
+                                "run_id": run_id,
+                                "created_at": now,
+                                "updated_at": now,
+                            }
+                        )
+                    elif found[0] == payload_hash:
+                        unchanged += 1
+                    elif found[1] == LedgerStatus.IN_FLIGHT.value:
+                        unchanged += 1
+                        held += 1
+                    elif kind in WRITE_ONCE_KINDS and found[1] == LedgerStatus.WRITTEN.value:
+                        # Marketo has no idempotency key: a written activity is never sent again.
+                        unchanged += 1
+                        kept += 1
+                    else:
+                        updates.append({"b_key": key, "b_payload": payload, "b_hash": payload_hash})
+                if inserts:
+                    # A concurrent planner may have inserted the same key since our SELECT: keep theirs.
+                    stmt = self._db.insert(LedgerEntry).on_conflict_do_nothing(index_elements=[LedgerEntry.key])
+                    conn.execute(stmt, inserts)
+                    new += len(inserts)
+                if updates:
+                    conn.execute(
+                        update(LedgerEntry)
+                        .where(
+                            LedgerEntry.key == bindparam("b_key"),
+                            LedgerEntry.status != LedgerStatus.IN_FLIGHT.value,
+                        )
+                        .values(
+                            payload=bindparam("b_payload", type_=LedgerEntry.payload.type),
+                            payload_hash=bindparam("b_hash"),
+                            status=LedgerStatus.PENDING.value,
+                            attempts=0,
+                            last_error=None,
+                            run_id=run_id,
+                            updated_at=now,
+                        ),
+                        updates,
+                    )
+                    changed += len(updates)
+        return PlanResult(new=new, changed=changed, unchanged=unchanged, held=held, kept=kept)
+
+    # -------------------------------------------------------------------------------------------- claim
+
+    def claim(
+        self,
+        account: str,
+        kind: str,
+        *,
+        limit: int,
+        run_id: str,
+        include_failed: bool = True,
+        max_attempts: int | None = None,
+    ) -> list[LedgerRow]:
+        """Atomically move up to ``limit`` pending (and failed) rows of ``kind`` to in_flight, ordered by key.
+
+        Concurrent claimers never get the same row (SKIP LOCKED on PostgreSQL, the write lock on SQLite).
+
+        :param limit: batch size (e.g. 300 for Marketo).
+        :param run_id: the claiming run.
+        :param include_failed: also retry rows that failed before.
+        :param max_attempts: leave rows that were already attempted this many times.
+        :return: the claimed rows (with the new batch_id and attempts + 1).
+        """
+        if limit <= 0:
+            return []
+        statuses = [LedgerStatus.PENDING.value]
+        if include_failed:
+            statuses.append(LedgerStatus.FAILED.value)
+        where = [LedgerEntry.account == account, LedgerEntry.kind == kind, LedgerEntry.status.in_(statuses)]
+        if max_attempts is not None:
+            where.append(LedgerEntry.attempts < max_attempts)
+        batch_id = uuid.uuid4().hex
+        with self._db.write_tx() as conn:
+            keys = list(
+                conn.execute(
+                    select(LedgerEntry.key)
+                    .where(*where)
+                    .order_by(LedgerEntry.key)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
+            if not keys:
+                return []
+            rows = conn.execute(
+                update(LedgerEntry)
+                .where(LedgerEntry.key.in_(keys), *where)
+                .values(
+                    status=LedgerStatus.IN_FLIGHT.value,
+                    batch_id=batch_id,
+                    attempts=LedgerEntry.attempts + 1,
+                    run_id=run_id,
+                    updated_at=utcnow(),
+                )
+                .returning(*COLUMNS)
+            ).all()
+        return sorted((row_from_db(r) for r in rows), key=lambda row: row.key)
+
+    # --------------------------------------------------------------------------------------------- mark
+
+    def mark(self, results: Iterable[RowOutcome]) -> None:
+        """Record outcomes in bulk, in one transaction.
+
+        ``written`` sets ``written_at`` and clears ``last_error``; a given ``marketo_id`` is stored (an absent one
+        keeps the previous id, e.g. a lead id).
+        """
+        groups: dict[LedgerStatus, list[dict[str, Any]]] = {}
+        for outcome in results:
+            status = parse_status(outcome.status)
+            if status is LedgerStatus.IN_FLIGHT:
+                raise ValueError(f"mark() cannot set {outcome.key!r} in_flight; use claim()")
+            error = outcome.error[:MAX_ERROR] if outcome.error else None
+            marketo_id = None if outcome.marketo_id is None else str(outcome.marketo_id)
+            groups.setdefault(status, []).append({"b_key": outcome.key, "b_mid": marketo_id, "b_error": error})
+        if not groups:
+            return
+        now = utcnow()
+        with self._db.write_tx() as conn:
+            for status, params in groups.items():
+                values: dict[str, Any] = {
+                    "status": status.value,
+                    "marketo_id": func.coalesce(
+                        bindparam("b_mid", type_=LedgerEntry.marketo_id.type), LedgerEntry.marketo_id
+                    ),
+                    "last_error": None if status is LedgerStatus.WRITTEN else bindparam("b_error"),
+                    "updated_at": now,
+                }
+                if status is LedgerStatus.WRITTEN:
+                    values["written_at"] = now
+                for page in chunked(params, CHUNK):
+                    conn.execute(update(LedgerEntry).where(LedgerEntry.key == bindparam("b_key")).values(values), page)
+
+    # -------------------------------------------------------------------------------------- maintenance
+
+    def in_flight(self, account: str, kind: str | None = None) -> list[LedgerRow]:
+        """Rows left in_flight (a crashed or interrupted send), ordered by key: resolve these before sending."""
+        where = [LedgerEntry.account == account, LedgerEntry.status == LedgerStatus.IN_FLIGHT.value]
+        if kind is not None:
+            where.append(LedgerEntry.kind == kind)
+        with self._db.read_tx() as conn:
+            return [row_from_db(r) for r in conn.execute(select(*COLUMNS).where(*where).order_by(LedgerEntry.key))]
+
+    def reset_to_pending(self, keys: Iterable[str]) -> int:
+        """Move the given rows back to pending (e.g. in_flight rows found not written). Returns rows changed."""
+        total = 0
+        now = utcnow()
+        with self._db.write_tx() as conn:
+            for chunk in chunked(keys, CHUNK):
+                total += conn.execute(
+                    update(LedgerEntry)
+                    .where(LedgerEntry.key.in_(chunk), LedgerEntry.status != LedgerStatus.PENDING.value)
+                    .values(status=LedgerStatus.PENDING.value, updated_at=now)
+                ).rowcount
+        return total
+
+    def retry_failed(self, account: str, kind: str | None = None) -> int:
+        """Move failed rows back to pending with attempts reset (manual ``replay_failed``). Returns rows changed."""
+        where = [LedgerEntry.account == account, LedgerEntry.status == LedgerStatus.FAILED.value]
+        if kind is not None:
+            where.append(LedgerEntry.kind == kind)
+        with self._db.write_tx() as conn:
+            return conn.execute(
+                update(LedgerEntry)
+                .where(*where)
+                .values(status=LedgerStatus.PENDING.value, attempts=0, updated_at=utcnow())
+            ).rowcount
+
+    # ------------------------------------------------------------------------------------------- report
+
+    def counts(
+        self, account: str, *, run_id: str | None = None, since: datetime | None = None
+    ) -> dict[tuple[str, str], int]:
+        """Row counts per ``(kind, status)``; optionally only rows last touched by ``run_id`` or since ``since``."""
+        where = [LedgerEntry.account == account]
+        if run_id is not None:
+            where.append(LedgerEntry.run_id == run_id)
+        if since is not None:
+            where.append(LedgerEntry.updated_at >= as_utc(since, "since"))
+        stmt = (
+            select(LedgerEntry.kind, LedgerEntry.status, func.count())
+            .where(*where)
+            .group_by(LedgerEntry.kind, LedgerEntry.status)
+        )
+        with self._db.read_tx() as conn:
+            return {(kind, status): int(n) for kind, status, n in conn.execute(stmt)}
+
+    def failures(self, account: str, *, kind: str | None = None, limit: int = 100) -> list[LedgerRow]:
+        """Failed and skipped rows with their reasons, most recently updated first."""
+        where = [
+            LedgerEntry.account == account,
+            LedgerEntry.status.in_([LedgerStatus.FAILED.value, LedgerStatus.SKIPPED.value]),
+        ]
+        if kind is not None:
+            where.append(LedgerEntry.kind == kind)
+        stmt = select(*COLUMNS).where(*where).order_by(LedgerEntry.updated_at.desc(), LedgerEntry.key).limit(limit)
+        with self._db.read_tx() as conn:
+            return [row_from_db(r) for r in conn.execute(stmt)]
+
+    def get(self, key: str) -> LedgerRow | None:
+        """The row of ``key``, if any."""
+        with self._db.read_tx() as conn:
+            found = conn.execute(select(*COLUMNS).where(LedgerEntry.key == key)).first()
+        return row_from_db(found) if found is not None else None
+
+    def iter_rows(
+        self,
+        account: str,
+        kind: str | None = None,
+        status: LedgerStatus | str | Sequence[LedgerStatus | str] | None = None,
+        *,
+        chunk_size: int = 1000,
+    ) -> Iterator[LedgerRow]:
+        """All matching rows ordered by key, read in chunks (each its own short read transaction)."""
+        where = [LedgerEntry.account == account]
+        if kind is not None:
+            where.append(LedgerEntry.kind == kind)
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            where.append(LedgerEntry.status.in_([parse_status(s).value for s in wanted]))
+        after: str | None = None
+        while True:
+            stmt = select(*COLUMNS).where(*where)
+            if after is not None:
+                stmt = stmt.where(LedgerEntry.key > after)
+            with self._db.read_tx() as conn:
+                page = [row_from_db(r) for r in conn.execute(stmt.order_by(LedgerEntry.key).limit(chunk_size))]
+            yield from page
+            if len(page) < chunk_size:
+                return
+            after = page[-1].key
+
+    def marketo_ids(self, keys: Iterable[str]) -> dict[str, str]:
+        """Known Marketo ids by key (e.g. lead ids of ``lead:<acct>:<email>`` rows); keys without one are absent."""
+        found: dict[str, str] = {}
+        with self._db.read_tx() as conn:
+            for chunk in chunked(dict.fromkeys(keys), CHUNK):
+                stmt = select(LedgerEntry.key, LedgerEntry.marketo_id).where(
+                    LedgerEntry.key.in_(chunk), LedgerEntry.marketo_id.is_not(None)
+                )
+                found.update({k: str(v) for k, v in conn.execute(stmt)})
+        return found

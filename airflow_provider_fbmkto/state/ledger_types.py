@@ -1,0 +1,141 @@
+"""Value types of the ledger: statuses, rows, outcomes, plan counts (no database access here)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+
+from airflow_provider_fbmkto.state.models import LedgerEntry
+
+KINDS = frozenset({"activity", "lead", "company", "list", "campaign"})
+#: Kinds whose written rows are never re-sent, whatever their new hash (Marketo would duplicate them).
+WRITE_ONCE_KINDS = frozenset({"activity"})
+#: Longest ``last_error`` kept (Marketo reasons are short; stack traces are not stored).
+MAX_ERROR = 2000
+
+
+class LedgerStatus(str, enum.Enum):
+    """Status of a ledger row."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    WRITTEN = "written"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One ledger row as stored."""
+
+    key: str
+    account: str
+    kind: str
+    payload: dict[str, Any]
+    payload_hash: str
+    status: LedgerStatus
+    attempts: int
+    last_error: str | None
+    marketo_id: str | None
+    run_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    written_at: datetime | None
+    batch_id: str | None
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """The result of sending one ledger row.
+
+    :param key: the row's idempotency key.
+    :param status: written, skipped (Marketo refused it for a reason that retrying won't fix), failed
+        (retryable), or pending (not attempted after all).
+    :param marketo_id: the Marketo id (lead id, company id, activity id) when known; kept if ``None``.
+    :param error: Marketo's reason for skipped/failed.
+    """
+
+    key: str
+    status: LedgerStatus | str
+    marketo_id: str | int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """Counts of one ``plan`` call.
+
+    ``held``: in_flight rows whose payload changed; left untouched (they must be resolved first).
+    ``kept``: written activity rows whose payload changed; activities are write-once, so they stay written.
+    Both are also counted in ``unchanged``.
+    """
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    held: int = 0
+    kept: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "new": self.new,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "held": self.held,
+            "kept": self.kept,
+        }
+
+    def __getitem__(self, name: str) -> int:
+        return self.as_dict()[name]
+
+
+COLUMNS = (
+    LedgerEntry.key,
+    LedgerEntry.account,
+    LedgerEntry.kind,
+    LedgerEntry.payload,
+    LedgerEntry.payload_hash,
+    LedgerEntry.status,
+    LedgerEntry.attempts,
+    LedgerEntry.last_error,
+    LedgerEntry.marketo_id,
+    LedgerEntry.run_id,
+    LedgerEntry.created_at,
+    LedgerEntry.updated_at,
+    LedgerEntry.written_at,
+    LedgerEntry.batch_id,
+)
+
+
+def row_from_db(r: Row[Any]) -> LedgerRow:
+    m = r._mapping
+    return LedgerRow(
+        key=m["key"],
+        account=m["account"],
+        kind=m["kind"],
+        payload=m["payload"],
+        payload_hash=m["payload_hash"],
+        status=LedgerStatus(m["status"]),
+        attempts=m["attempts"],
+        last_error=m["last_error"],
+        marketo_id=m["marketo_id"],
+        run_id=m["run_id"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        written_at=m["written_at"],
+        batch_id=m["batch_id"],
+    )
+
+
+def parse_status(value: LedgerStatus | str) -> LedgerStatus:
+    try:
+        return LedgerStatus(value)
+    except ValueError:
+        raise ValueError(f"unknown ledger status {value!r}; use one of {[s.value for s in LedgerStatus]}") from None

@@ -1,0 +1,157 @@
+"""The FreshBooks mirror: every client, invoice and payment of an account, as last extracted.
+
+Why a mirror: the facts a run sends depend on more than the records that changed in its window. A company's
+``fbInvoiceCount`` and payment status count *all* its clients' invoices; a backfill of March needs the
+payments dated in March whatever their ``updated`` time. FreshBooks only searches by ``updated`` (and
+invoices by date), so each run pulls what changed since the last pull into this table and plans from it.
+Deleted records stay, with their ``vis_state``: a deletion is a state change, not a disappearance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import JSON, Date, Index, Integer, String, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from airflow_provider_fbmkto.state._util import CHUNK, chunked
+from airflow_provider_fbmkto.state.models import Base
+from airflow_provider_fbmkto.sync.codec import Record, from_json, kind_of, to_json
+from airflow_provider_fbmkto.sync.records import Client, Invoice, Payment
+
+if TYPE_CHECKING:
+    from airflow_provider_fbmkto.state.db import StateDB
+
+
+class FreshBooksRecordRow(Base):
+    """One FreshBooks record of one account (``data`` is :func:`~airflow_provider_fbmkto.sync.codec.to_json`)."""
+
+    __tablename__ = "fbmkto_fb_records"
+
+    account: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    client_id: Mapped[int] = mapped_column(Integer)
+    #: invoice create_date / payment date; NULL for clients.
+    event_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    #: invoice due_date; NULL otherwise.
+    due_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_fbmkto_fb_records_client", "account", "client_id", "kind"),
+        Index("ix_fbmkto_fb_records_event", "account", "kind", "event_date"),
+        Index("ix_fbmkto_fb_records_due", "account", "kind", "due_date"),
+    )
+
+
+def _row(account: str, record: Record) -> dict[str, Any]:
+    kind = kind_of(record)
+    if isinstance(record, Client):
+        client_id, event, due = record.id, None, None
+    elif isinstance(record, Invoice):
+        client_id, event, due = record.customerid, record.create_date, record.due_date
+    else:
+        client_id, event, due = record.clientid, record.date, None
+    return {
+        "account": account,
+        "kind": kind,
+        "id": record.id,
+        "client_id": client_id,
+        "event_date": event,
+        "due_date": due,
+        "data": to_json(record),
+    }
+
+
+class FreshBooksMirror:
+    """Upserts and range reads over :class:`FreshBooksRecordRow`; results stream in chunks."""
+
+    def __init__(self, db: StateDB) -> None:
+        self._db = db
+
+    def upsert(self, account: str, records: Iterable[Record]) -> int:
+        """Insert or replace records (last one wins within a call); returns how many were written."""
+        n = 0
+        for chunk in chunked(records, CHUNK):
+            rows = {(r["kind"], r["id"]): r for r in (_row(account, rec) for rec in chunk)}
+            stmt = self._db.insert(FreshBooksRecordRow)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["account", "kind", "id"],
+                set_={c: stmt.excluded[c] for c in ("client_id", "event_date", "due_date", "data")},
+            )
+            with self._db.write_tx() as conn:
+                conn.execute(stmt, list(rows.values()))
+            n += len(rows)
+        return n
+
+    def count(self, account: str, kind: str | None = None) -> int:
+        q = select(func.count()).select_from(FreshBooksRecordRow).where(FreshBooksRecordRow.account == account)
+        if kind:
+            q = q.where(FreshBooksRecordRow.kind == kind)
+        with self._db.read_tx() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def _stream(self, query: Any) -> Iterator[Record]:
+        """Rows of ``query`` (ordered by kind, id) in pages keyed on id, so memory stays flat."""
+        last = -1
+        while True:
+            page = query.where(FreshBooksRecordRow.id > last).order_by(FreshBooksRecordRow.id).limit(CHUNK * 4)
+            with self._db.read_tx() as conn:
+                rows = conn.execute(page).all()
+            if not rows:
+                return
+            for r in rows:
+                yield from_json(r.kind, r.data)
+            last = rows[-1].id
+
+    def _base(self, account: str, kind: str) -> Any:
+        return select(FreshBooksRecordRow.kind, FreshBooksRecordRow.id, FreshBooksRecordRow.data).where(
+            FreshBooksRecordRow.account == account, FreshBooksRecordRow.kind == kind
+        )
+
+    def clients(self, account: str) -> Iterator[Client]:
+        for rec in self._stream(self._base(account, "client")):
+            assert isinstance(rec, Client)
+            yield rec
+
+    def invoices_created(self, account: str, first: date, last: date) -> Iterator[Invoice]:
+        """Invoices whose create_date is in ``[first, last]``."""
+        q = self._base(account, "invoice").where(FreshBooksRecordRow.event_date.between(first, last))
+        for rec in self._stream(q):
+            assert isinstance(rec, Invoice)
+            yield rec
+
+    def invoices_due(self, account: str, first: date, last: date) -> Iterator[Invoice]:
+        """Invoices whose due_date is in ``[first, last]``."""
+        q = self._base(account, "invoice").where(FreshBooksRecordRow.due_date.between(first, last))
+        for rec in self._stream(q):
+            assert isinstance(rec, Invoice)
+            yield rec
+
+    def payments_dated(self, account: str, first: date, last: date) -> Iterator[Payment]:
+        q = self._base(account, "payment").where(FreshBooksRecordRow.event_date.between(first, last))
+        for rec in self._stream(q):
+            assert isinstance(rec, Payment)
+            yield rec
+
+    def of_clients(self, account: str, client_ids: Iterable[int]) -> tuple[list[Invoice], list[Payment]]:
+        """All invoices and payments of the given clients."""
+        invoices: list[Invoice] = []
+        payments: list[Payment] = []
+        for ids in chunked(sorted(set(client_ids)), CHUNK):
+            q = select(FreshBooksRecordRow.kind, FreshBooksRecordRow.data).where(
+                FreshBooksRecordRow.account == account,
+                FreshBooksRecordRow.client_id.in_(ids),
+                FreshBooksRecordRow.kind.in_(("invoice", "payment")),
+            )
+            with self._db.read_tx() as conn:
+                for r in conn.execute(q):
+                    rec = from_json(r.kind, r.data)
+                    if isinstance(rec, Invoice):
+                        invoices.append(rec)
+                    elif isinstance(rec, Payment):
+                        payments.append(rec)
+        return invoices, payments

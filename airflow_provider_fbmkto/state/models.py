@@ -1,0 +1,165 @@
+"""SQLAlchemy 2.x typed models of the state database.
+
+Every table is prefixed ``fbmkto_`` so the state DB may share a PostgreSQL database (even Airflow's metadata
+database) without name clashes. Times are stored as UTC: ``timestamptz`` on PostgreSQL, naive-UTC ISO text on
+SQLite (which keeps string comparisons ordered); both come back as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Date, DateTime, Dialect, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+#: Bumped whenever a table changes shape; stored in ``fbmkto_meta``.
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware-UTC datetime on every backend; naive values are refused on the way in."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the state DB; pass an aware datetime")
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the state DB's tables."""
+
+
+class Meta(Base):
+    """Key/value facts about the schema itself (``schema_version``)."""
+
+    __tablename__ = "fbmkto_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class OAuthToken(Base):
+    """One connection's current OAuth token pair, Fernet-encrypted as a whole (never plaintext)."""
+
+    __tablename__ = "fbmkto_oauth_tokens"
+
+    conn_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TokenLease(Base):
+    """The refresh lock of one connection: whoever holds an unexpired row may spend the refresh token."""
+
+    __tablename__ = "fbmkto_token_leases"
+
+    conn_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CallBudgetDay(Base):
+    """Calls spent on one Marketo instance during one Marketo day (America/Chicago)."""
+
+    __tablename__ = "fbmkto_call_budget"
+
+    instance: Mapped[str] = mapped_column(String(250), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    used: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LedgerEntry(Base):
+    """The audit ledger: one row per idempotency key."""
+
+    __tablename__ = "fbmkto_ledger"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    account: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload_hash: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    marketo_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    batch_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    written_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        Index("ix_fbmkto_ledger_claim", "account", "kind", "status", "key"),
+        Index("ix_fbmkto_ledger_status", "account", "status", "updated_at"),
+        Index("ix_fbmkto_ledger_run", "account", "run_id"),
+    )
+
+
+class WebhookEventRow(Base):
+    """A FreshBooks webhook delivery, recorded once per (account, delivery id)."""
+
+    __tablename__ = "fbmkto_webhook_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128))
+    object_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(64))
+    business_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivery_id: Mapped[str] = mapped_column(String(128))
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    consumed_run_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("account", "delivery_id", name="uq_fbmkto_webhook_delivery"),
+        Index("ix_fbmkto_webhook_pending", "account", "consumed_at", "received_at"),
+    )
+
+
+class Watermark(Base):
+    """A named high-water mark per account (e.g. the last reconciled Marketo ``updatedAt``)."""
+
+    __tablename__ = "fbmkto_watermarks"
+
+    account: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SyncRun(Base):
+    """One sync run of one account: its window, outcome and summary."""
+
+    __tablename__ = "fbmkto_runs"
+
+    account: Mapped[str] = mapped_column(String(128), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_fbmkto_runs_status", "account", "status", "finished_at"),)
