@@ -10,6 +10,7 @@ from airflow_provider_fbmkto.state.budget import BudgetExhausted, CallBudget, ma
 from airflow_provider_fbmkto.state.db import DEFAULT_CONN_ID, StateDB, default_sqlite_url, url_from_connection
 from airflow_provider_fbmkto.state.events import WebhookEvent, WebhookEvents
 from airflow_provider_fbmkto.state.ledger import KINDS, Ledger, LedgerRow, LedgerStatus, PlanResult, RowOutcome
+from airflow_provider_fbmkto.state.mirror import FreshBooksMirror
 from airflow_provider_fbmkto.state.runs import RunLog, RunRecord
 from airflow_provider_fbmkto.state.tokens import TokenLockTimeout, TokenPair, TokenStore
 from airflow_provider_fbmkto.state.watermarks import Watermarks
@@ -19,6 +20,7 @@ __all__ = [
     "KINDS",
     "BudgetExhausted",
     "CallBudget",
+    "FreshBooksMirror",
     "Ledger",
     "LedgerRow",
     "LedgerStatus",

@@ -1,0 +1,104 @@
+"""Build one DAG per configured account (``fbmkto_sync__<name>``); the DAG file calls :func:`build_dags`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_fbmkto.sync.config import load_config_collecting
+from airflow_provider_fbmkto.sync.config_schema import AccountConfig, AccountConfigError, config_path
+from airflow_provider_fbmkto.sync.window import start_of_day
+
+DOC = """\
+### FreshBooks → Marketo sync for account `{name}`
+
+Each run covers its data interval `[start, end)`: FreshBooks invoices sent, payments received and invoices
+gone overdue in it become Marketo activities dated at the event; the clients they touch update Marketo
+companies and leads (payment health, lists). Every write is in the ledger, so reruns and overlapping
+backfills write nothing twice.
+
+* **Backfill:** `airflow backfill create --dag-id {dag_id} --from-date 2025-03-01 --to-date 2025-03-31`
+* **Manual run** (Trigger with config): `window_start` / `window_end` (ISO dates; default: since the last
+  successful run), `replay_failed` (re-send rows Marketo skipped, after fixing the cause), `dry_run`
+  (compute and report, write nothing), `full_refresh` (re-pull FreshBooks, recompute every company and lead).
+* **Ledger:** `fbmkto ledger status --account {name}`, `fbmkto ledger show-failed --account {name}`.
+
+FreshBooks connection `{fb}`, Marketo connection `{mk}`, schedule `{schedule}` ({tz}).
+"""
+
+
+def _params() -> dict[str, Any]:
+    from airflow.sdk import Param
+
+    return {
+        "window_start": Param(None, type=["null", "string"], description="ISO date/time; default: last success"),
+        "window_end": Param(None, type=["null", "string"], description="ISO date/time; default: now"),
+        "replay_failed": Param(False, type="boolean", description="re-send ledger rows Marketo skipped"),
+        "dry_run": Param(False, type="boolean", description="compute and report; write nothing to Marketo"),
+        "full_refresh": Param(False, type="boolean", description="re-pull everything; recompute all companies"),
+    }
+
+
+def build_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = "fbmkto_state") -> Any:
+    """The sync DAG of one account: extract → map → load → reconcile → report."""
+    import pendulum
+    from airflow.sdk import DAG
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from airflow_provider_fbmkto.operators.sync import (
+        FbmktoMapRecordsOperator,
+        FbmktoSyncReportOperator,
+        FreshBooksExtractRecordsOperator,
+        MarketoLoadRecordsOperator,
+        MarketoReconcileLeadsOperator,
+    )
+
+    default_args: dict[str, Any] = {
+        "retries": acct.retries,
+        "retry_delay": timedelta(seconds=int(os.environ.get("FBMKTO_RETRY_DELAY_SECONDS", "60"))),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
+    }
+    common: dict[str, Any] = {"account": acct.name, "config_path": cfg_path, "state_conn_id": state_conn_id}
+    marketo: dict[str, Any] = {"pool": acct.pool} if acct.pool else {}
+    doc = DOC.format(
+        name=acct.name,
+        dag_id=acct.dag_id,
+        fb=acct.freshbooks_conn_id,
+        mk=acct.marketo_conn_id,
+        schedule=acct.schedule,
+        tz=acct.timezone,
+    )
+    with DAG(
+        dag_id=acct.dag_id,
+        schedule=CronDataIntervalTimetable(acct.schedule, timezone=acct.timezone),
+        start_date=pendulum.instance(start_of_day(acct.start_date, acct.tz)),
+        catchup=acct.catchup,
+        max_active_runs=acct.max_active_runs,
+        default_args=default_args,
+        params=_params(),
+        doc_md=doc,
+        tags=["fbmkto", "freshbooks", "marketo"],
+    ) as dag:
+        extract = FreshBooksExtractRecordsOperator(task_id="extract", **common)
+        mapped = FbmktoMapRecordsOperator(task_id="map", **common)
+        load = MarketoLoadRecordsOperator(task_id="load", **common, **marketo)
+        reconcile = MarketoReconcileLeadsOperator(task_id="reconcile", **common, **marketo)
+        report = FbmktoSyncReportOperator(task_id="report", **common)
+        extract >> mapped >> load >> reconcile >> report
+    return dag
+
+
+def build_dags(
+    dag_file: str | Path, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], list[AccountConfigError]]:
+    """DAGs of every valid account in the config next to ``dag_file`` (or ``$FBMKTO_CONFIG``), plus the errors
+    of the invalid ones (so one broken account does not take the others down)."""
+    path = config_path(Path(dag_file).parent, os.environ if environ is None else environ)
+    if not path.exists():
+        return {}, []
+    accounts, errors = load_config_collecting(path)
+    return {a.dag_id: build_dag(a, str(path)) for a in accounts}, errors

@@ -1,0 +1,288 @@
+"""Load: send pending ledger rows to Marketo -- companies, then leads, then activities, then list membership.
+
+Each batch: claim ≤300 rows (pending → in_flight, atomically, so concurrent runs never send a row twice),
+send one call, mark every row by Marketo's per-record answer (written / skipped with Marketo's reason).
+
+**No duplicate, nothing lost.** Upserts of companies and leads and list membership changes are idempotent,
+so a batch whose fate is unknown goes back to pending. Activities are not (Marketo has no idempotency key):
+a batch whose answer was lost stays in_flight, the task fails, and the next attempt *resolves* in-flight
+activities before sending anything: it reads the leads' activities back and marks each row written if
+Marketo has it, pending if not. In-flight rows of another run are left alone while that run may still be
+sending (younger than ``stale_after``); a retry of the same run resolves its own rows at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_fbmkto.exceptions import ApiError, FbmktoError, TransportError
+from airflow_provider_fbmkto.state.ledger import LedgerRow, LedgerStatus, RowOutcome
+from airflow_provider_fbmkto.sync.keys import lead_key
+
+if TYPE_CHECKING:
+    from airflow_provider_fbmkto.hooks.marketo import MarketoHook
+    from airflow_provider_fbmkto.hooks.marketo_types import RecordResult
+    from airflow_provider_fbmkto.pipeline.context import RunContext
+    from airflow_provider_fbmkto.state.db import StateDB
+
+log = logging.getLogger(__name__)
+
+BATCH = 300
+#: In-flight rows of another run younger than this may still be on their way; leave them to that run.
+STALE_AFTER = timedelta(minutes=10)
+#: Marketo codes on a removal that mean "nothing to remove": the goal (lead not in list) already holds.
+_REMOVE_OK = {"1004", "1015"}
+WRITTEN, SKIPPED, FAILED, PENDING = (
+    LedgerStatus.WRITTEN,
+    LedgerStatus.SKIPPED,
+    LedgerStatus.FAILED,
+    LedgerStatus.PENDING,
+)
+
+
+def _reasons(result: RecordResult) -> str:
+    return "; ".join(f"{r.code} {r.message}".strip() for r in result.reasons) or "skipped by Marketo (no reason given)"
+
+
+def _outcome(row: LedgerRow, result: RecordResult) -> RowOutcome:
+    if result.ok:
+        return RowOutcome(row.key, WRITTEN, result.id)
+    return RowOutcome(row.key, SKIPPED, None, _reasons(result))
+
+
+class Loader:
+    """One load of one account.
+
+    :param mkto: the Marketo hook.
+    :param db: the state DB (ledger).
+    :param ctx: the run.
+    :param now: clock for staleness (tests pass one).
+    """
+
+    def __init__(
+        self, mkto: MarketoHook, db: StateDB, ctx: RunContext, *, now: Callable[[], datetime] | None = None
+    ) -> None:
+        self.mkto = mkto
+        self.db = db
+        self.ctx = ctx
+        self.account = ctx.name
+        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.sent: Counter[str] = Counter()
+        self.calls_before = mkto.http.stats.attempts
+        self._type_ids: dict[str, int] | None = None
+        self.notes: list[str] = []
+
+    # -- public ----------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Resolve in-doubt rows, then send every pending row; returns counts for the report."""
+        if self.ctx.dry_run:
+            return {"dry_run": True, "would_send": self._pending_counts()}
+        if self.ctx.replay_failed:
+            self.notes.append(f"replayed {self.db.ledger.retry_failed(self.account)} skipped/failed rows")
+        self.resolve_in_flight()
+        self._drain("company", self._send_companies)
+        self._drain("lead", self._send_leads)
+        self._drain("activity", self._send_activities)
+        self._drain("list", self._send_lists)
+        return {
+            "sent": dict(self.sent),
+            "marketo_calls": self.mkto.http.stats.attempts - self.calls_before,
+            "notes": self.notes,
+        }
+
+    def resolve_in_flight(self) -> dict[str, int]:
+        """Settle rows a crashed send left in_flight (see the module docstring)."""
+        cutoff = self.now() - STALE_AFTER
+        mine = [
+            r for r in self.db.ledger.in_flight(self.account) if r.run_id == self.ctx.run_id or r.updated_at < cutoff
+        ]
+        if not mine:
+            return {}
+        activities = [r for r in mine if r.kind == "activity"]
+        others = [r.key for r in mine if r.kind != "activity"]
+        if others:
+            self.db.ledger.reset_to_pending(others)
+        found = self._find_written(activities)
+        self.db.ledger.mark(
+            RowOutcome(r.key, WRITTEN, found[r.key]) if r.key in found else RowOutcome(r.key, PENDING)
+            for r in activities
+        )
+        counts = {"reset": len(others) + len(activities) - len(found), "confirmed_written": len(found)}
+        self.notes.append(f"resolved in-flight rows: {counts}")
+        log.warning("resolved %s in-flight rows of %s: %s", len(mine), self.account, counts)
+        return counts
+
+    # -- batching --------------------------------------------------------------------------------------
+
+    def _drain(self, kind: str, send: Callable[[list[LedgerRow]], list[RowOutcome]]) -> None:
+        while rows := self.db.ledger.claim(self.account, kind, limit=BATCH, run_id=self.ctx.run_id):
+            try:
+                outcomes = send(rows)
+            except TransportError as exc:
+                self._abort(kind, rows, exc, in_doubt=exc.sent)
+                raise
+            except FbmktoError as exc:
+                retryable = isinstance(exc, ApiError) and exc.retryable
+                self._abort(kind, rows, exc, in_doubt=retryable and kind == "activity")
+                raise
+            self.db.ledger.mark(outcomes)
+            self.sent.update(f"{kind}:{o.status}" for o in outcomes)
+
+    def _abort(self, kind: str, rows: list[LedgerRow], exc: Exception, *, in_doubt: bool) -> None:
+        """A batch call failed as a whole: give its rows back, unless activities may have been written."""
+        if in_doubt and kind == "activity":
+            log.error("%d activities are in doubt after %s; the next attempt reads them back", len(rows), exc)
+            return
+        self.db.ledger.mark(RowOutcome(r.key, FAILED, None, str(exc)) for r in rows)
+
+    def _pending_counts(self) -> dict[str, int]:
+        counts = self.db.ledger.counts(self.account)
+        return {kind: n for (kind, status), n in counts.items() if status in ("pending", "failed")}
+
+    # -- senders ---------------------------------------------------------------------------------------
+
+    def _send_companies(self, rows: list[LedgerRow]) -> list[RowOutcome]:
+        results = self.mkto.upsert_companies([r.payload for r in rows])
+        if self.mkto.crm_synced and "crm" not in self.notes:
+            self.notes.append("crm")
+            self.notes.append(
+                "Marketo syncs companies with a CRM (1018): companies were skipped; "
+                "the payment facts are on lead fields"
+            )
+        return [_outcome(r, res) for r, res in zip(rows, results, strict=True)]
+
+    def _send_leads(self, rows: list[LedgerRow]) -> list[RowOutcome]:
+        results = self.mkto.upsert_leads([r.payload for r in rows])
+        return [_outcome(r, res) for r, res in zip(rows, results, strict=True)]
+
+    def _lead_ids(self, emails: Iterable[str]) -> dict[str, int]:
+        """Marketo lead id per e-mail: from the ledger's written lead rows, else read from Marketo."""
+        wanted = sorted(set(emails))
+        keys = {lead_key(self.account, e): e for e in wanted}
+        ids = {keys[k]: int(v) for k, v in self.db.ledger.marketo_ids(keys).items() if v}
+        missing = [e for e in wanted if e not in ids]
+        if missing:
+            for lead in self.mkto.get_leads_by_email(missing, ["id", "email"]):
+                ids[str(lead["email"]).lower()] = int(lead["id"])
+        return ids
+
+    def _activity_type_ids(self) -> dict[str, int]:
+        if self._type_ids is None:
+            self._type_ids = self.mkto.activity_type_ids()
+        return self._type_ids
+
+    def _send_activities(self, rows: list[LedgerRow]) -> list[RowOutcome]:
+        type_ids = self._activity_type_ids()
+        lead_ids = self._lead_ids(r.payload["leadEmail"] for r in rows)
+        outcomes: dict[str, RowOutcome] = {}
+        sendable: list[tuple[LedgerRow, dict[str, Any]]] = []
+        for r in rows:
+            p = r.payload
+            type_id = type_ids.get(p["activityType"])
+            lead_id = lead_ids.get(p["leadEmail"])
+            if type_id is None:
+                outcomes[r.key] = RowOutcome(
+                    r.key,
+                    SKIPPED,
+                    None,
+                    f"Marketo has no approved activity type {p['activityType']!r}; run "
+                    f"`fbmkto setup-marketo --conn-id {self.ctx.account.marketo_conn_id}`, then replay",
+                )
+            elif lead_id is None:
+                outcomes[r.key] = RowOutcome(
+                    r.key, FAILED, None, f"lead {p['leadEmail']} is not in Marketo (its lead write has not succeeded)"
+                )
+            else:
+                sendable.append((r, _activity_input(p, lead_id, type_id)))
+        if sendable:
+            results = self.mkto.add_activities([body for _, body in sendable])
+            for (r, _), res in zip(sendable, results, strict=True):
+                outcomes[r.key] = _outcome(r, res)
+        return [outcomes[r.key] for r in rows]
+
+    def _send_lists(self, rows: list[LedgerRow]) -> list[RowOutcome]:
+        lead_ids = self._lead_ids(r.payload["email"] for r in rows)
+        errors: dict[str, list[str]] = defaultdict(list)
+        adds: dict[int, list[LedgerRow]] = defaultdict(list)
+        removes: dict[int, list[LedgerRow]] = defaultdict(list)
+        for r in rows:
+            if r.payload["email"] not in lead_ids:
+                errors[r.key].append(f"lead {r.payload['email']} is not in Marketo")
+                continue
+            for list_id in r.payload["add"]:
+                adds[int(list_id)].append(r)
+            for list_id in r.payload["remove"]:
+                removes[int(list_id)].append(r)
+        for list_id, members in removes.items():
+            results = self.mkto.remove_from_list(list_id, [lead_ids[r.payload["email"]] for r in members])
+            for r, res in zip(members, results, strict=True):
+                if not res.ok and not {x.code for x in res.reasons} <= _REMOVE_OK:
+                    errors[r.key].append(f"remove from list {list_id}: {_reasons(res)}")
+        for list_id, members in adds.items():
+            results = self.mkto.add_to_list(list_id, [lead_ids[r.payload["email"]] for r in members])
+            for r, res in zip(members, results, strict=True):
+                if not res.ok:
+                    errors[r.key].append(f"add to list {list_id}: {_reasons(res)}")
+        campaigns: dict[int, list[int]] = defaultdict(list)
+        for r in rows:
+            if r.key not in errors:
+                for campaign_id in r.payload["campaigns"]:
+                    campaigns[int(campaign_id)].append(lead_ids[r.payload["email"]])
+        for campaign_id, leads in campaigns.items():
+            self.mkto.trigger_campaign(campaign_id, leads)
+        return [
+            RowOutcome(r.key, SKIPPED, None, "; ".join(errors[r.key]))
+            if r.key in errors
+            else RowOutcome(r.key, WRITTEN)
+            for r in rows
+        ]
+
+    # -- in-doubt activities ---------------------------------------------------------------------------
+
+    def _find_written(self, rows: Sequence[LedgerRow]) -> dict[str, int]:
+        """Keys of in-flight activity rows Marketo already has (matched on lead, type, primary value, date)."""
+        if not rows:
+            return {}
+        type_ids = self._activity_type_ids()
+        lead_ids = self._lead_ids(r.payload["leadEmail"] for r in rows)
+        wanted: dict[tuple[int, int, str, datetime], str] = {}
+        for r in rows:
+            p = r.payload
+            lead_id, type_id = lead_ids.get(p["leadEmail"]), type_ids.get(p["activityType"])
+            if lead_id is not None and type_id is not None:
+                when = datetime.fromisoformat(p["activityDate"]).astimezone(timezone.utc)
+                wanted[(lead_id, type_id, str(p["primaryAttributeValue"]), when)] = r.key
+        if not wanted:
+            return {}
+        since = min(k[3] for k in wanted) - timedelta(seconds=1)
+        found: dict[str, int] = {}
+        types = sorted({k[1] for k in wanted})
+        leads = sorted({k[0] for k in wanted})
+        for act in self.mkto.iter_activities(since, types, leads):
+            when = datetime.fromisoformat(str(act["activityDate"]).replace("Z", "+00:00")).astimezone(timezone.utc)
+            key = wanted.get(
+                (int(act["leadId"]), int(act["activityTypeId"]), str(act.get("primaryAttributeValue")), when)
+            )
+            if key is not None:
+                found[key] = int(act.get("id") or 0)
+        return found
+
+
+def _activity_input(payload: dict[str, Any], lead_id: int, type_id: int) -> dict[str, Any]:
+    return {
+        "leadId": lead_id,
+        "activityDate": payload["activityDate"],
+        "activityTypeId": type_id,
+        "primaryAttributeValue": payload["primaryAttributeValue"],
+        "attributes": [{"apiName": k, "value": v} for k, v in sorted(payload["attributes"].items())],
+    }
+
+
+def load(mkto: MarketoHook, db: StateDB, ctx: RunContext) -> dict[str, Any]:
+    """Send the account's pending ledger rows to Marketo (see :class:`Loader`)."""
+    return Loader(mkto, db, ctx).run()
