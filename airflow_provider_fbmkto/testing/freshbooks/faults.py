@@ -1,0 +1,122 @@
+"""Fault injection: queue failures that the next matching API requests answer with instead of the real thing.
+
+Kinds (each consumes one ``count`` per matching request, FIFO across injected faults):
+
+========== ======================================================================================
+``500``    JSON ``{"errno": 500, "message": …}``, status 500
+``502``    ``text/html`` gateway page, status 502 (a body clients must not try to parse as JSON)
+``503``    ``text/html``, status 503, ``Retry-After`` when ``retry_after`` is given
+``429``    JSON ``{"errno": 429, "message": …}``, status 429, ``Retry-After`` when given
+``timeout`` waits ``delay`` seconds (default 30) then answers 504: a client with a shorter read timeout
+           sees a timeout, one with a longer sees a gateway timeout
+``slow``   waits ``delay`` seconds, then answers normally
+``401``    the presented access token is expired on the spot and the call answers 401 (as the real
+           service does when a token dies mid-run); the client must refresh
+========== ======================================================================================
+
+Faults never apply to the control API (``/_emulator/…``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from .errors import FieldError
+
+FAULT_KINDS = ("500", "502", "503", "429", "timeout", "slow", "401")
+DEFAULT_TIMEOUT_DELAY = 30.0
+MAX_DELAY = 300.0
+
+
+@dataclass
+class Fault:
+    kind: str
+    remaining: int
+    path_prefix: str | None = None
+    retry_after: int | None = None
+    delay: float = 0.0
+
+    def matches(self, path: str) -> bool:
+        return self.remaining > 0 and (self.path_prefix is None or path.startswith(self.path_prefix))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate(spec: Mapping[str, Any]) -> Fault:
+    """Build a fault from user input (Python kwargs or control-API JSON); bad values name their field."""
+    known = {"kind", "count", "path_prefix", "retry_after", "delay"}
+    for name in spec:
+        if name not in known:
+            raise FieldError(name, f"unknown fault field; known: {', '.join(sorted(known))}")
+    kind = str(spec.get("kind", ""))
+    if kind not in FAULT_KINDS:
+        raise FieldError("kind", f"must be one of {', '.join(FAULT_KINDS)}, got {spec.get('kind')!r}")
+    count = spec.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise FieldError("count", f"must be an integer >= 1, got {count!r}")
+    prefix = spec.get("path_prefix")
+    if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/")):
+        raise FieldError("path_prefix", f"must be a path starting with '/', got {prefix!r}")
+    if isinstance(prefix, str) and prefix.startswith("/_emulator"):
+        raise FieldError("path_prefix", "faults never apply to the control API")
+    retry_after = spec.get("retry_after")
+    if retry_after is not None and (
+        isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0
+    ):
+        raise FieldError("retry_after", f"must be a whole number of seconds >= 0, got {retry_after!r}")
+    delay = spec.get("delay", 0.0)
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY:
+        raise FieldError("delay", f"must be a number of seconds between 0 and {MAX_DELAY:g}, got {delay!r}")
+    if kind == "timeout" and not delay:
+        delay = DEFAULT_TIMEOUT_DELAY
+    return Fault(kind, count, prefix, retry_after, float(delay))
+
+
+class FaultQueue:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def pending(self) -> list[Fault]:
+        with self._lock:
+            return [Fault(**f.to_dict()) for f in self._faults if f.remaining > 0]
+
+    def take(self, path: str) -> Fault | None:
+        """The first fault matching ``path``, with one use consumed; ``None`` when none applies."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(path):
+                    fault.remaining -= 1
+                    self._faults = [f for f in self._faults if f.remaining > 0]
+                    return fault
+        return None
+
+
+def error_response(fault: Fault) -> Response:
+    """The canned answer of a 5xx/429/timeout fault (``slow`` and ``401`` are handled by the dispatcher)."""
+    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+    if fault.kind == "500":
+        return JSONResponse({"errno": 500, "message": "Internal Server Error"}, status_code=500, headers=headers)
+    if fault.kind == "429":
+        return JSONResponse(
+            {"errno": 429, "message": "Too Many Requests: rate limit exceeded"}, status_code=429, headers=headers
+        )
+    status, text = {"502": (502, "Bad Gateway"), "503": (503, "Service Unavailable")}.get(
+        fault.kind, (504, "Gateway Timeout")
+    )
+    body = f"<html><head><title>{status} {text}</title></head><body><h1>{status} {text}</h1></body></html>"
+    return Response(body, status_code=status, media_type="text/html", headers=headers)
