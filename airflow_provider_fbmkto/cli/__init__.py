@@ -74,6 +74,6 @@ def get_airflow_cli_commands() -> list[Any]:
             name="fbmkto",
             help="FreshBooks to Marketo sync: authorize, setup-marketo, webhooks, ledger, check, emulate, demo",
             func=run,
-            args=(Arg(("fbmkto_args",), help="an fbmkto command and its options", nargs=argparse.REMAINDER),),
+            args=(Arg(("fbmkto_args",), help="an fbmkto command and its options", nargs=argparse.REMAINDER),),  # type: ignore[no-untyped-call]
         )
     ]

@@ -75,6 +75,7 @@ class Loader:
         self.calls_before = mkto.http.stats.attempts
         self._type_ids: dict[str, int] | None = None
         self.notes: list[str] = []
+        self._crm_noted = False
 
     # -- public ----------------------------------------------------------------------------------------
 
@@ -83,7 +84,8 @@ class Loader:
         if self.ctx.dry_run:
             return {"dry_run": True, "would_send": self._pending_counts()}
         if self.ctx.replay_failed:
-            self.notes.append(f"replayed {self.db.ledger.retry_failed(self.account)} skipped/failed rows")
+            replayed = self.db.ledger.retry_failed(self.account, include_skipped=True)
+            self.notes.append(f"replayed {replayed} skipped/failed rows")
         self.resolve_in_flight()
         self._drain("company", self._send_companies)
         self._drain("lead", self._send_leads)
@@ -148,8 +150,8 @@ class Loader:
 
     def _send_companies(self, rows: list[LedgerRow]) -> list[RowOutcome]:
         results = self.mkto.upsert_companies([r.payload for r in rows])
-        if self.mkto.crm_synced and "crm" not in self.notes:
-            self.notes.append("crm")
+        if self.mkto.crm_synced and not self._crm_noted:
+            self._crm_noted = True
             self.notes.append(
                 "Marketo syncs companies with a CRM (1018): companies were skipped; "
                 "the payment facts are on lead fields"

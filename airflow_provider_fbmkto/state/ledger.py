@@ -242,9 +242,14 @@ class Ledger:
                 ).rowcount
         return total
 
-    def retry_failed(self, account: str, kind: str | None = None) -> int:
-        """Move failed rows back to pending with attempts reset (manual ``replay_failed``). Returns rows changed."""
-        where = [LedgerEntry.account == account, LedgerEntry.status == LedgerStatus.FAILED.value]
+    def retry_failed(self, account: str, kind: str | None = None, *, include_skipped: bool = False) -> int:
+        """Move failed rows back to pending with attempts reset (manual ``replay_failed``). Returns rows changed.
+
+        :param include_skipped: also rows Marketo skipped (refused for a reason the user has since fixed,
+            e.g. an unapproved activity type). Skipped rows were not written, so re-sending cannot duplicate.
+        """
+        statuses = [LedgerStatus.FAILED.value] + ([LedgerStatus.SKIPPED.value] if include_skipped else [])
+        where = [LedgerEntry.account == account, LedgerEntry.status.in_(statuses)]
         if kind is not None:
             where.append(LedgerEntry.kind == kind)
         with self._db.write_tx() as conn:

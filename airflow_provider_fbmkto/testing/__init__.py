@@ -8,3 +8,10 @@ Like moto for AWS, they are usable from users' own tests::
         os.environ["AIRFLOW_CONN_MARKETO_DEFAULT"] = mkto.conn_json()
         ...
 """
+
+from __future__ import annotations
+
+from airflow_provider_fbmkto.testing.freshbooks import FreshBooksEmulator
+from airflow_provider_fbmkto.testing.marketo import MarketoEmulator
+
+__all__ = ["FreshBooksEmulator", "MarketoEmulator"]

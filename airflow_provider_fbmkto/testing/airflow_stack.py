@@ -80,8 +80,14 @@ class AirflowStack:
 
     def airflow_json(self, *args: str, timeout: float = 300) -> Any:
         out = self.airflow(*args, "-o", "json", timeout=timeout).stdout
-        start = min((i for i in (out.find("["), out.find("{")) if i >= 0), default=-1)
-        return json.loads(out[start:]) if start >= 0 else []
+        # Airflow may print warnings before the JSON; the JSON document is the last line that parses.
+        for line in reversed(out.splitlines()):
+            if line.startswith(("[", "{")):
+                try:
+                    return json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+        return []
 
     def migrate(self) -> None:
         self.airflow("db", "migrate")
