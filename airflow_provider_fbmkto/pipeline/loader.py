@@ -98,25 +98,35 @@ class Loader:
         }
 
     def resolve_in_flight(self) -> dict[str, int]:
-        """Settle rows a crashed send left in_flight (see the module docstring)."""
-        cutoff = self.now() - STALE_AFTER
-        mine = [
-            r for r in self.db.ledger.in_flight(self.account) if r.run_id == self.ctx.run_id or r.updated_at < cutoff
-        ]
-        if not mine:
+        """Settle rows a crashed send left in_flight (see the module docstring).
+
+        Every in-flight activity is looked up in Marketo: one found there is written, whoever sent it. One
+        not found goes back to pending only when it is this run's own (a retry after a crash) or stale;
+        otherwise another run may be sending it right now, so it is left to that run.
+        """
+        rows = self.db.ledger.in_flight(self.account)
+        if not rows:
             return {}
-        activities = [r for r in mine if r.kind == "activity"]
-        others = [r.key for r in mine if r.kind != "activity"]
+        cutoff = self.now() - STALE_AFTER
+        settled = [r for r in rows if r.run_id == self.ctx.run_id or r.updated_at < cutoff]
+        others = [r.key for r in settled if r.kind != "activity"]
         if others:
             self.db.ledger.reset_to_pending(others)
+        activities = [r for r in rows if r.kind == "activity"]
         found = self._find_written(activities)
-        self.db.ledger.mark(
-            RowOutcome(r.key, WRITTEN, found[r.key]) if r.key in found else RowOutcome(r.key, PENDING)
-            for r in activities
-        )
-        counts = {"reset": len(others) + len(activities) - len(found), "confirmed_written": len(found)}
+        settled_keys = {r.key for r in settled}
+        outcomes = [RowOutcome(r.key, WRITTEN, found[r.key]) for r in activities if r.key in found]
+        outcomes += [RowOutcome(r.key, PENDING) for r in activities if r.key not in found and r.key in settled_keys]
+        self.db.ledger.mark(outcomes)
+        counts = {
+            "reset": len(others) + sum(1 for o in outcomes if o.status == PENDING),
+            "confirmed_written": len(found),
+            "left_to_their_run": len(rows)
+            - len(settled)
+            - sum(1 for r in activities if r.key in found and r.key not in settled_keys),
+        }
         self.notes.append(f"resolved in-flight rows: {counts}")
-        log.warning("resolved %s in-flight rows of %s: %s", len(mine), self.account, counts)
+        log.warning("resolved %s in-flight rows of %s: %s", len(rows), self.account, counts)
         return counts
 
     # -- batching --------------------------------------------------------------------------------------

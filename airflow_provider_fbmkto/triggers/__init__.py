@@ -1,0 +1,1 @@
+"""Deferrable triggers: they wait in the triggerer without holding a worker slot."""
