@@ -1,0 +1,400 @@
+"""Typed values of the Marketo hook: the parsed connection, per-record results, export states, errors.
+
+Also the one pure verdict on a Marketo answer (:func:`classify_answer`), shared by the sync hook (through
+:class:`~airflow_provider_fbmkto.http.HttpClient`'s ``classify``) and the async bulk-export trigger, so the
+two never disagree on what is retried.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from airflow_provider_fbmkto.exceptions import ApiError, AuthError, ConfigError, QuotaExhausted, RateLimited
+
+CONN_TYPE = "marketo"
+_UI_PREFIX = "extra__marketo__"
+
+#: Marketo answers these codes without counting the call against the daily quota.
+NOT_COUNTED_CODES = frozenset({"601", "602", "604", "605", "608", "611"})
+TOKEN_CODES = frozenset({"601", "602"})
+RATE_CODES = frozenset({"606", "615"})
+TRANSIENT_CODES = frozenset({"604", "608", "611", "713"})
+#: Transient codes after which a write may have landed (timeout, system error): resent only when idempotent.
+MAYBE_APPLIED_CODES = frozenset({"604", "611", "713"})
+QUEUE_FULL_CODE = "1029"
+QUOTA_CODE = "607"
+CRM_SYNCED_CODE = "1018"
+NO_UPDATED_AT_FILTER_CODE = "1035"
+
+#: Marketo's batch limit (records per write call) and our body limit (Marketo answers 413 above 1 MB).
+MAX_RECORDS = 300
+MAX_BODY_BYTES = 1_000_000
+#: Marketo's longest bulk export window.
+MAX_EXPORT_DAYS = 31
+
+RecordStatus = Literal["created", "updated", "added", "removed", "skipped"]
+_STATUSES: frozenset[str] = frozenset({"created", "updated", "added", "removed", "skipped"})
+
+
+class CrmSyncedCompanies(ApiError):
+    """Companies are read-only through the API because a Salesforce/Dynamics CRM sync owns them (``1018``).
+
+    :meth:`MarketoHook.upsert_companies` raises it only with ``raise_if_crm_synced=True``; by default it marks
+    the records ``skipped`` with reason ``1018`` and sets ``hook.crm_synced`` so the caller can degrade to
+    lead fields.
+    """
+
+
+class BulkExportFilterUnsupported(ApiError):
+    """This Marketo instance has no ``updatedAt`` filter for bulk lead export (``1035``): read by e-mail instead."""
+
+
+class BulkExportError(ApiError):
+    """A bulk export failed, was cancelled, or its file is gone (exports are kept about 7 days)."""
+
+
+class Verdict(enum.Enum):
+    """What to do with one Marketo answer."""
+
+    OK = "ok"  # not a transient problem: the hook reads the envelope (success, or a final error)
+    TOKEN = "token"  # 601/602: fetch a new token and send again, once
+    RATE = "rate"  # 606/615/HTTP 429: wait for the rate window, then send again
+    BACKOFF = "backoff"  # 604/608/611/713/5xx: send again after exponential backoff
+    QUEUE_FULL = "queue_full"  # 1029: the bulk export queue is full; wait long, then send again
+    QUOTA = "quota"  # 607: the daily quota is spent; send nothing more today
+
+
+def classify_answer(http_status: int, codes: Sequence[str]) -> Verdict:
+    """The verdict on an answer from its HTTP status and the envelope's error codes (pure)."""
+    if http_status == 429:
+        return Verdict.RATE
+    if http_status >= 500:
+        return Verdict.BACKOFF
+    code_set = set(codes)
+    if QUOTA_CODE in code_set:
+        return Verdict.QUOTA
+    if code_set & TOKEN_CODES:
+        return Verdict.TOKEN
+    if code_set & RATE_CODES:
+        return Verdict.RATE
+    if code_set & TRANSIENT_CODES:
+        return Verdict.BACKOFF
+    if QUEUE_FULL_CODE in code_set:
+        return Verdict.QUEUE_FULL
+    return Verdict.OK
+
+
+def envelope_codes(body: Any) -> list[str]:
+    """Error codes of a Marketo envelope (strings), or ``[]`` when it has none or is not an envelope."""
+    if not isinstance(body, Mapping) or body.get("success", True) is not False:
+        return []
+    errors = body.get("errors") or []
+    return [str(e.get("code")) for e in errors if isinstance(e, Mapping)]
+
+
+def envelope_message(body: Any) -> str:
+    """``"606 Max rate limit …; 1003 …"`` from an envelope's errors (for messages, never with payloads)."""
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    if not errors:
+        return "no error detail"
+    return "; ".join(f"{e.get('code')} {e.get('message', '')}".strip() for e in errors if isinstance(e, Mapping))
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why Marketo skipped a record: its code (string, as Marketo sends it) and message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """What happened to one input record of a batch call.
+
+    :param index: the record's position in the caller's input (0-based).
+    :param id: Marketo's id of the lead/company/activity, when it answered one.
+    :param status: ``created``/``updated``/``added``/``removed``, or ``skipped`` with ``reasons``.
+    :param reasons: why it was skipped (Marketo's ``reasons`` or ``errors``).
+    """
+
+    index: int
+    id: int | None
+    status: RecordStatus
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "skipped"
+
+    @classmethod
+    def from_marketo(cls, index: int, entry: Mapping[str, Any]) -> RecordResult:
+        raw = entry.get("reasons") or entry.get("errors") or ()
+        reasons = tuple(
+            Reason(str(r.get("code", "")), str(r.get("message", ""))) for r in raw if isinstance(r, Mapping)
+        )
+        status = str(entry.get("status") or ("skipped" if reasons else "updated"))
+        if status not in _STATUSES:
+            reasons = (*reasons, Reason("", f"unexpected status {status!r}"))
+            status = "skipped"
+        raw_id = entry.get("id", entry.get("marketoGUID"))
+        try:
+            ident = int(raw_id) if raw_id is not None else None
+        except (TypeError, ValueError):
+            ident = None
+        return cls(index, ident, status, reasons)  # type: ignore[arg-type]
+
+    @classmethod
+    def skipped(cls, index: int, code: str, message: str) -> RecordResult:
+        return cls(index, None, "skipped", (Reason(code, message),))
+
+
+class ExportState(str, enum.Enum):
+    """States of a Marketo bulk export job."""
+
+    CREATED = "Created"
+    QUEUED = "Queued"
+    PROCESSING = "Processing"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    def is_terminal(self) -> bool:
+        return self in (ExportState.COMPLETED, ExportState.FAILED, ExportState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkExportStatus:
+    """One status answer of a bulk export job."""
+
+    export_id: str
+    state: ExportState
+    records: int | None = None
+    file_size: int | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_marketo(cls, entry: Mapping[str, Any]) -> BulkExportStatus:
+        try:
+            state = ExportState(str(entry.get("status")))
+        except ValueError as exc:
+            raise ApiError(f"Marketo answered an unknown bulk export state {entry.get('status')!r}") from exc
+        return cls(
+            export_id=str(entry.get("exportId", "")),
+            state=state,
+            records=_opt_int(entry.get("numberOfRecords")),
+            file_size=_opt_int(entry.get("fileSize")),
+            error=str(entry["errorMsg"]) if entry.get("errorMsg") else None,
+        )
+
+
+def _opt_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketoCreds:
+    """The ``marketo`` connection, parsed once (host = REST base URL, login = client id, password = secret).
+
+    Defaults keep a safety margin under Marketo's limits (100 calls/20 s, 10 concurrent, 50,000 a day).
+    ``window_seconds`` is 20 for the real API; emulators shorten it, and every wait of the hook scales
+    with it (:attr:`time_scale`).
+    """
+
+    conn_id: str
+    base_url: str
+    client_id: str
+    client_secret: str
+    calls_per_window: int = 90
+    window_seconds: float = 20.0
+    max_concurrency: int = 8
+    daily_budget: int = 45_000
+    budget_reserve: int = 0
+    request_timeout: float = 60.0
+
+    #: allowed extras and their types (``extra__marketo__<name>`` is accepted too)
+    EXTRAS = {
+        "calls_per_window": int,
+        "window_seconds": float,
+        "max_concurrency": int,
+        "daily_budget": int,
+        "budget_reserve": int,
+        "request_timeout": float,
+    }
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"MarketoCreds(conn_id={self.conn_id!r}, base_url={self.base_url!r}, client_id={self.client_id!r})"
+
+    @property
+    def instance(self) -> str:
+        """The Marketo instance (host[:port]): the key of its shared limits and daily budget."""
+        return urlsplit(self.base_url).netloc.lower()
+
+    @property
+    def time_scale(self) -> float:
+        """``window_seconds / 20``: 1.0 for the real API, smaller against a fast emulator."""
+        return self.window_seconds / 20.0
+
+    @property
+    def budget_limit(self) -> int:
+        return self.daily_budget - self.budget_reserve
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> MarketoCreds:
+        """Parse an Airflow connection; a missing field or unknown/bad extra raises :class:`ConfigError`."""
+        conn_id = str(getattr(conn, "conn_id", None) or "?")
+        missing = [
+            name
+            for name, attr in (("host", "host"), ("login", "login"), ("password", "password"))
+            if not getattr(conn, attr, None)
+        ]
+        if missing:
+            raise ConfigError(
+                f"Marketo connection {conn_id!r} has no {', '.join(missing)}: set host = REST base URL "
+                "(https://<munchkin>.mktorest.com), login = client id, password = client secret"
+            )
+        values: dict[str, Any] = {}
+        for key, raw in dict(getattr(conn, "extra_dejson", None) or {}).items():
+            name = key.removeprefix(_UI_PREFIX)
+            if name not in cls.EXTRAS:
+                raise ConfigError(
+                    f"Marketo connection {conn_id!r} has an unknown extra {key!r}; allowed: {', '.join(cls.EXTRAS)}"
+                )
+            if raw is None or raw == "":
+                continue
+            try:
+                value = cls.EXTRAS[name](raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"Marketo connection {conn_id!r}: extra {name!r} must be a number") from None
+            if (value <= 0 and name != "budget_reserve") or value < 0:
+                raise ConfigError(f"Marketo connection {conn_id!r}: extra {name!r} must be positive")
+            values[name] = value
+        creds = cls(
+            conn_id,
+            _base_url(str(conn.host), getattr(conn, "port", None)),
+            str(conn.login),
+            str(conn.password),
+            **values,
+        )
+        if creds.calls_per_window > 100 or creds.max_concurrency > 10:
+            raise ConfigError(
+                f"Marketo connection {conn_id!r}: calls_per_window must be <= 100 and max_concurrency <= 10 "
+                "(Marketo's own limits); the defaults 90 and 8 leave a safety margin"
+            )
+        if creds.budget_reserve >= creds.daily_budget:
+            raise ConfigError(f"Marketo connection {conn_id!r}: budget_reserve must be below daily_budget")
+        return creds
+
+
+def _base_url(host: str, port: int | None) -> str:
+    host = host.strip().rstrip("/")
+    if "://" not in host:
+        host = f"https://{host}"
+    for suffix in ("/rest/v1", "/rest"):
+        host = host.removesuffix(suffix)
+    parts = urlsplit(host)
+    if port and parts.port is None:
+        host = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
+    return host
+
+
+def raise_for_envelope(
+    method: str, path: str, body: Any, status: int, *, redact: Callable[[str], str] = str, note: str = ""
+) -> None:
+    """Turn an unsuccessful envelope (after retries) into the typed error naming what to do."""
+    codes = envelope_codes(body)
+    if not codes:
+        return
+    detail = redact(envelope_message(body)) + note
+    where = f"Marketo {method} {path}"
+    if set(codes) & RATE_CODES or QUEUE_FULL_CODE in codes:
+        raise RateLimited(
+            f"{where}: {detail}; still limited after retries, try again later",
+            status=status,
+            code=codes[0],
+            retryable=True,
+        )
+    if QUOTA_CODE in codes:
+        raise QuotaExhausted(f"{where}: {detail}", status=status, code=QUOTA_CODE)
+    if set(codes) & TOKEN_CODES:
+        raise AuthError(
+            f"{where}: {detail}; a fresh token was rejected too, check the API user's role "
+            "and that the custom service is active",
+            status=status,
+            code=codes[0],
+        )
+    if CRM_SYNCED_CODE in codes:
+        raise CrmSyncedCompanies(
+            f"{where}: {detail}; companies are owned by the CRM sync, write lead fields instead",
+            status=status,
+            code=CRM_SYNCED_CODE,
+        )
+    if NO_UPDATED_AT_FILTER_CODE in codes:
+        raise BulkExportFilterUnsupported(
+            f"{where}: {detail}; read leads by e-mail instead", status=status, code=NO_UPDATED_AT_FILTER_CODE
+        )
+    retryable = bool(set(codes) & TRANSIENT_CODES)
+    raise ApiError(f"{where}: {detail}", status=status, code=codes[0], retryable=retryable)
+
+
+def dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def chunks(
+    items: list[Any], envelope: Callable[[list[Any]], dict[str, Any]], max_records: int
+) -> Iterator[tuple[int, list[Any]]]:
+    """Consecutive ``(start, chunk)`` with ≤ ``max_records`` items and a JSON body < ``MAX_BODY_BYTES``.
+
+    A record that alone is over the limit becomes a chunk of one (the sender marks it skipped, unsent).
+    """
+    overhead = len(dumps(envelope([])))
+    start, size = 0, overhead
+    chunk: list[Any] = []
+    for index, item in enumerate(items):
+        item_size = len(dumps(item)) + (1 if chunk else 0)
+        if chunk and (len(chunk) >= max_records or size + item_size > MAX_BODY_BYTES):
+            yield start, chunk
+            start, chunk, size = index, [], overhead
+            item_size -= 1
+        chunk.append(item)
+        size += item_size
+    if chunk:
+        yield start, chunk
+
+
+def fields_of(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    result = body.get("result") or []
+    if len(result) == 1 and isinstance(result[0], Mapping) and "fields" in result[0]:
+        return list(result[0]["fields"])
+    return list(result)
+
+
+def export_windows(start: datetime, end: datetime, days: int = MAX_EXPORT_DAYS) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut into consecutive windows of at most ``days`` days (for bulk exports)."""
+    windows = []
+    while start < end:
+        stop = min(end, start + timedelta(days=days))
+        windows.append((start, stop))
+        start = stop
+    return windows
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def first_result(body: Mapping[str, Any]) -> dict[str, Any]:
+    result = body.get("result") or []
+    if not result or not isinstance(result[0], Mapping):
+        raise ApiError("Marketo answered success without a result")
+    return dict(result[0])

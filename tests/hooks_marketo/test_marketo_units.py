@@ -1,0 +1,205 @@
+"""Pure parts of the Marketo hook: connection parsing, the verdict table, the limiter, batching, schema specs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from airflow.sdk import Connection
+
+from airflow_provider_fbmkto.exceptions import ConfigError
+from airflow_provider_fbmkto.hooks.marketo_limits import MarketoRateLimiter, next_marketo_midnight
+from airflow_provider_fbmkto.hooks.marketo_schema import ACTIVITY_TYPES, COMPANY_FIELDS, LEAD_FIELDS
+from airflow_provider_fbmkto.hooks.marketo_types import (
+    MAX_BODY_BYTES,
+    MarketoCreds,
+    RecordResult,
+    Verdict,
+    chunks,
+    classify_answer,
+    dumps,
+)
+
+
+def _conn(extra: dict[str, Any] | None = None, **fields: Any) -> Connection:
+    base: dict[str, Any] = {
+        "conn_id": "mk",
+        "conn_type": "marketo",
+        "host": "https://123-ABC-456.mktorest.com/rest",
+        "login": "cid",
+        "password": "s3cret-value",
+    }
+    base.update(fields)
+    return Connection(**base, extra=json.dumps(extra or {}))
+
+
+def test_creds_defaults_and_base_url() -> None:
+    creds = MarketoCreds.from_connection(_conn())
+    assert creds.base_url == "https://123-ABC-456.mktorest.com"
+    assert creds.instance == "123-abc-456.mktorest.com"
+    assert (creds.calls_per_window, creds.window_seconds, creds.max_concurrency) == (90, 20.0, 8)
+    assert (creds.daily_budget, creds.budget_reserve, creds.budget_limit) == (45_000, 0, 45_000)
+    assert creds.time_scale == 1.0
+    assert "s3cret-value" not in repr(creds)
+
+
+def test_creds_accepts_plain_and_prefixed_extras() -> None:
+    creds = MarketoCreds.from_connection(
+        _conn(
+            {"calls_per_window": "50", "extra__marketo__window_seconds": 2, "daily_budget": 1000, "budget_reserve": 100}
+        )
+    )
+    assert (creds.calls_per_window, creds.window_seconds, creds.budget_limit) == (50, 2.0, 900)
+    assert creds.time_scale == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fields", "needle"),
+    [
+        ({"headers": "x"}, {}, "unknown extra 'headers'"),
+        ({"calls_per_window": "many"}, {}, "'calls_per_window' must be a number"),
+        ({"max_concurrency": 11}, {}, "max_concurrency <= 10"),
+        ({"window_seconds": 0}, {}, "'window_seconds' must be positive"),
+        ({"daily_budget": 100, "budget_reserve": 100}, {}, "budget_reserve must be below daily_budget"),
+        ({}, {"password": None}, "has no password"),
+    ],
+    ids=["unknown", "not-number", "over-limit", "zero", "reserve", "no-secret"],
+)
+def test_creds_errors_name_the_problem(extra: dict[str, Any], fields: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError, match="connection 'mk'") as err:
+        MarketoCreds.from_connection(_conn(extra, **fields))
+    assert needle in str(err.value)
+    assert "s3cret-value" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "codes", "verdict"),
+    [
+        (200, [], Verdict.OK),
+        (200, ["1003"], Verdict.OK),
+        (200, ["601"], Verdict.TOKEN),
+        (200, ["602"], Verdict.TOKEN),
+        (200, ["606"], Verdict.RATE),
+        (200, ["615"], Verdict.RATE),
+        (429, [], Verdict.RATE),
+        (200, ["604"], Verdict.BACKOFF),
+        (200, ["713"], Verdict.BACKOFF),
+        (503, [], Verdict.BACKOFF),
+        (200, ["1029"], Verdict.QUEUE_FULL),
+        (200, ["607"], Verdict.QUOTA),
+        (413, [], Verdict.OK),
+    ],
+)
+def test_verdicts(status: int, codes: list[str], verdict: Verdict) -> None:
+    assert classify_answer(status, codes) is verdict
+
+
+def test_limiter_window_paces_calls_with_a_fake_clock() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = MarketoRateLimiter(3, 10.0, 5, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        with limiter.slot():
+            pass
+    assert slept == []
+    with limiter.slot():
+        pass
+    assert slept == [pytest.approx(10.0)]  # the 4th waits until the first leaves the window
+    assert limiter.window_remaining() == pytest.approx(10.0)  # only the 4th call is in the window now
+    limiter.pause(4.0)  # after a 606 every caller holds off, although our own window has room
+    with limiter.slot():
+        pass
+    assert slept == [pytest.approx(10.0), pytest.approx(4.0)]
+
+
+def test_limiter_caps_concurrency_and_is_reentrant() -> None:
+    limiter = MarketoRateLimiter(1000, 1.0, 3)
+    barrier = threading.Barrier(8)
+    seen: list[int] = []
+    lock = threading.Lock()
+    active = [0]
+
+    def work() -> None:
+        barrier.wait()
+        with limiter.slot():
+            with lock:
+                active[0] += 1
+                seen.append(active[0])
+            with limiter.slot():  # nested (the token fetch inside a call): no second place, no deadlock
+                time.sleep(0.02)
+            with lock:
+                active[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in threads)
+    assert max(seen) <= 3
+    assert limiter.max_in_flight == 3
+
+
+def test_chunks_respect_count_and_body_size() -> None:
+    def envelope(chunk: list[Any]) -> dict[str, Any]:
+        return {"action": "createOrUpdate", "input": chunk}
+
+    small = [{"email": f"u{i}@x.com"} for i in range(700)]
+    parts = list(chunks(small, envelope, 300))
+    assert [(s, len(c)) for s, c in parts] == [(0, 300), (300, 300), (600, 100)]
+    big = [{"email": f"u{i}@x.com", "notes": "x" * 5000} for i in range(300)]  # ~1.5 MB in all
+    parts = list(chunks(big, envelope, 300))
+    assert len(parts) == 2
+    assert sum(len(c) for _, c in parts) == 300
+    assert all(len(dumps(envelope(c))) <= MAX_BODY_BYTES for _, c in parts)
+    assert [s for s, _ in parts] == [0, len(parts[0][1])]
+
+
+def test_record_result_reads_reasons_and_errors() -> None:
+    a = RecordResult.from_marketo(3, {"id": 7, "status": "created"})
+    b = RecordResult.from_marketo(4, {"status": "skipped", "reasons": [{"code": "1004", "message": "Lead not found"}]})
+    c = RecordResult.from_marketo(5, {"status": "skipped", "errors": [{"code": "1006", "message": "Field 'x'"}]})
+    assert (a.index, a.id, a.status, a.ok) == (3, 7, "created", True)
+    assert (b.status, b.reasons[0].code, b.ok) == ("skipped", "1004", False)
+    assert c.reasons[0].code == "1006"
+
+
+def test_next_marketo_midnight_is_us_central() -> None:
+    from datetime import datetime, timezone
+
+    # 2025-07-01 03:00 UTC is 2025-06-30 22:00 CDT: the reset is 2025-07-01 05:00 UTC
+    assert next_marketo_midnight(datetime(2025, 7, 1, 3, tzinfo=timezone.utc)) == datetime(
+        2025, 7, 1, 5, tzinfo=timezone.utc
+    )
+
+
+def test_schema_matches_design_names() -> None:
+    assert [t.api_name for t in ACTIVITY_TYPES] == ["fbInvoiceSent", "fbPaymentReceived", "fbInvoiceOverdue"]
+    by_name = {t.api_name: t for t in ACTIVITY_TYPES}
+    assert by_name["fbInvoiceSent"].primary.name == "invoiceNumber"
+    assert by_name["fbPaymentReceived"].primary.name == "paymentId"
+    assert {a.name for a in by_name["fbInvoiceOverdue"].attributes} >= {
+        "fbAccountId",
+        "amount",
+        "currency",
+        "dueDate",
+        "daysOverdue",
+    }
+    assert "invoiceNumber" in {a.name for a in by_name["fbPaymentReceived"].attributes}
+    assert [f.name for f in LEAD_FIELDS] == ["fbPaymentStatus", "fbOutstandingBalance", "fbLastPaymentDate"]
+    assert {f.name for f in COMPANY_FIELDS} == {
+        "fbPaymentTerms",
+        "fbOutstandingBalance",
+        "fbInvoiceCount",
+        "fbPaymentStatus",
+        "fbLastPaymentDate",
+        "fbAverageDaysToPay",
+    }
