@@ -139,8 +139,7 @@ class Loader:
                 self._abort(kind, rows, exc, in_doubt=exc.sent)
                 raise
             except FbmktoError as exc:
-                retryable = isinstance(exc, ApiError) and exc.retryable
-                self._abort(kind, rows, exc, in_doubt=retryable and kind == "activity")
+                self._abort(kind, rows, exc, in_doubt=_may_have_landed(exc))
                 raise
             self.db.ledger.mark(outcomes)
             self.sent.update(f"{kind}:{o.status}" for o in outcomes)
@@ -283,6 +282,18 @@ class Loader:
             if key is not None:
                 found[key] = int(act.get("id") or 0)
         return found
+
+
+#: Answers after which Marketo may have applied the write: server errors other than "unavailable", and
+#: Marketo's timeout / system error / transient codes. 503 and rate-limit refusals never applied anything.
+_IN_DOUBT_STATUS = frozenset({500, 502, 504})
+_IN_DOUBT_CODES = frozenset({"604", "611", "713"})
+
+
+def _may_have_landed(exc: Exception) -> bool:
+    if isinstance(exc, TransportError):
+        return exc.sent
+    return isinstance(exc, ApiError) and (exc.status in _IN_DOUBT_STATUS or exc.code in _IN_DOUBT_CODES)
 
 
 def _activity_input(payload: dict[str, Any], lead_id: int, type_id: int) -> dict[str, Any]:

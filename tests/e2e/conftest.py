@@ -36,6 +36,7 @@ accounts:
     schedule: "@daily"
     timezone: UTC
     start_date: "2025-01-01"
+    retries: 0          # a failed task fails the run at once; the tests rerun it as Airflow's retry would
     matching:
       rules:
         - {{domain: bigco.io, company: BigCo Holdings}}
