@@ -41,7 +41,8 @@ def test_connection_forms_relabel_and_hide_standard_fields(conn_type):
     assert set(behaviour["relabeling"]) == {"host", "login", "password"}
     # Every custom field has a label and a JSON schema; secrets are password-formatted so the UI masks them.
     for name, field in ct["conn-fields"].items():
-        assert field["label"] and field["schema"]["type"], name
+        assert field["label"], name
+        assert field["schema"]["type"], name
     if conn_type == "freshbooks":
         assert ct["conn-fields"]["webhook_verifier"]["schema"]["format"] == "password"
 
@@ -62,7 +63,9 @@ def test_airflow_lists_the_provider_and_its_connection_forms(tmp_path):
         "'behaviours': {k: v for k, v in p.field_behaviours.items() if k in ('freshbooks', 'marketo')}}))"
     )
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=180
+    )
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["hooks"]["freshbooks"] == "airflow-provider-fbmkto"
     assert seen["hooks"]["marketo"] == "airflow-provider-fbmkto"
