@@ -42,6 +42,14 @@ def _params() -> dict[str, Any]:
     }
 
 
+def _exponential_backoff() -> float | bool:
+    """Doubling retry delays. Task SDKs whose ``retry_exponential_backoff`` is a multiplier (Airflow 3.3) count
+    ``True`` as 1, a constant delay; older ones take a flag and refuse a float."""
+    from airflow.sdk import BaseOperator
+
+    return True if isinstance(BaseOperator.retry_exponential_backoff, bool) else 2.0
+
+
 def build_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = "fbmkto_state") -> Any:
     """The sync DAG of one account: extract → map → load → reconcile → report."""
     import pendulum
@@ -59,7 +67,7 @@ def build_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = "fbmkt
     default_args: dict[str, Any] = {
         "retries": acct.retries,
         "retry_delay": timedelta(seconds=int(os.environ.get("FBMKTO_RETRY_DELAY_SECONDS", "60"))),
-        "retry_exponential_backoff": True,
+        "retry_exponential_backoff": _exponential_backoff(),
         "max_retry_delay": timedelta(minutes=30),
     }
     common: dict[str, Any] = {"account": acct.name, "config_path": cfg_path, "state_conn_id": state_conn_id}
