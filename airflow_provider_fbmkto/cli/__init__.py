@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from airflow_provider_fbmkto import __version__
 from airflow_provider_fbmkto.exceptions import FbmktoError
 
 #: Modules that each define ``register(subparsers) -> None``; every subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = ("emulate", "freshbooks", "marketo", "pipeline")
+COMMAND_MODULES = ("emulate", "freshbooks", "marketo", "pipeline", "docs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Run as Airflow's own CLI does, so connections stored in the metadata DB are visible (tasks read them
+    # through the execution API instead; this only affects the `fbmkto` commands).
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")

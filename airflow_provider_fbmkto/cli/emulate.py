@@ -27,9 +27,9 @@ def run(args: argparse.Namespace) -> int:
 
     emulators: list[Any] = []
     if args.api in ("freshbooks", "both"):
-        emulators.append(FreshBooksEmulator(port=args.port, seed=args.seed))
+        emulators.append(FreshBooksEmulator(host=args.host, port=args.port, seed=args.seed))
     if args.api in ("marketo", "both"):
-        emulators.append(MarketoEmulator(port=args.port + 1 if args.api == "both" else args.port))
+        emulators.append(MarketoEmulator(host=args.host, port=args.port + 1 if args.api == "both" else args.port))
     for emu in emulators:
         emu.start()
         conn_type = "freshbooks" if isinstance(emu, FreshBooksEmulator) else "marketo"

@@ -21,6 +21,8 @@ from types import TracebackType
 from typing import Any
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+#: Errors of an ``airflow`` command that pass by themselves.
+_TRANSIENT = ("database is locked", "AlreadyRunningBackfill")
 
 
 def free_port() -> int:
@@ -65,15 +67,23 @@ class AirflowStack:
 
     # -- running airflow commands ---------------------------------------------------------------------
     def airflow(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run one ``airflow`` CLI command with this stack's environment."""
-        proc = subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        """Run one ``airflow`` CLI command with this stack's environment.
+
+        SQLite serialises writers: a command that meets the scheduler's write lock ("database is locked") is
+        tried again a few times, as a user would; so is a backfill while the previous one is being closed.
+        """
+        for attempt in range(8):
+            proc = subprocess.run(
+                [sys.executable, "-m", "airflow", *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            if proc.returncode == 0 or not any(m in proc.stderr for m in _TRANSIENT):
+                break
+            time.sleep(2 + 2 * attempt)
         if check and proc.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return proc

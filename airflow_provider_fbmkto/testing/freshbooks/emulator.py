@@ -50,6 +50,7 @@ class FreshBooksEmulator:
         self,
         *,
         port: int = 0,
+        host: str = "127.0.0.1",
         seed: str | int | None = None,
         clock: Callable[[], datetime] | None = None,
         client_id: str = "fb-client-id",
@@ -89,7 +90,7 @@ class FreshBooksEmulator:
         self.calls: list[CallRecord] = []
         self._calls_lock = threading.Lock()
         self.generation = 0  # bumped by reset(); calls in flight across a reset are not logged
-        self._server = ThreadedServer(EmulatorApp(self), port=port)
+        self._server = ThreadedServer(EmulatorApp(self), host=host, port=port)
         self._started = False
         self._apply_seed()
 

@@ -47,6 +47,7 @@ class MarketoEmulator:
         self,
         *,
         port: int = 0,
+        host: str = "127.0.0.1",
         clock: Callable[[], datetime] | None = None,
         client_id: str = "mkto-client-id",
         client_secret: str = "mkto-client-secret",  # noqa: S107 - the emulator's well-known test secret
@@ -102,7 +103,7 @@ class MarketoEmulator:
             slow_seconds=slow_fault_seconds,
             control=ControlHandlers(self),
         )
-        self._server = ThreadedServer(self.app, port=port)
+        self._server = ThreadedServer(self.app, host=host, port=port)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
