@@ -94,9 +94,60 @@ def build_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = "fbmkt
         extract = FreshBooksExtractRecordsOperator(task_id="extract", **common)
         mapped = FbmktoMapRecordsOperator(task_id="map", **common)
         load = MarketoLoadRecordsOperator(task_id="load", **common, **marketo)
-        reconcile = MarketoReconcileLeadsOperator(task_id="reconcile", **common, **marketo)
+        reconcile = MarketoReconcileLeadsOperator(
+            task_id="reconcile",
+            poll_interval=float(os.environ.get("FBMKTO_EXPORT_POLL_SECONDS", "60")),
+            **common,
+            **marketo,
+        )
         report = FbmktoSyncReportOperator(task_id="report", **common)
         extract >> mapped >> load >> reconcile >> report
+    return dag
+
+
+def build_events_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = "fbmkto_state") -> Any:
+    """The webhook-driven DAG of an account with ``webhooks: true`` (``fbmkto_events__<name>``).
+
+    It runs continuously: a deferrable sensor waits (in the triggerer, holding no worker slot) until the
+    receiver has stored FreshBooks events for the account, then extract → map → load → report send what they
+    imply -- Invoice Sent at the moment FreshBooks e-mailed the invoice. Its window is "since the last
+    successful run"; the ledger keys are the daily DAG's, so the two never write the same activity twice.
+    """
+    import pendulum
+    from airflow.sdk import DAG
+
+    from airflow_provider_fbmkto.operators.sync import (
+        FbmktoMapRecordsOperator,
+        FbmktoSyncReportOperator,
+        FreshBooksExtractRecordsOperator,
+        MarketoLoadRecordsOperator,
+    )
+    from airflow_provider_fbmkto.sensors.freshbooks import FreshBooksWebhookEventSensor
+
+    common: dict[str, Any] = {"account": acct.name, "config_path": cfg_path, "state_conn_id": state_conn_id}
+    with DAG(
+        dag_id=f"fbmkto_events__{acct.name}",
+        schedule="@continuous",
+        start_date=pendulum.instance(start_of_day(acct.start_date, acct.tz)),
+        catchup=False,
+        max_active_runs=1,
+        default_args={"retries": acct.retries, "retry_delay": timedelta(minutes=1)},
+        params=_params(),
+        doc_md=f"FreshBooks webhook events of account `{acct.name}` → Marketo, as they arrive.",
+        tags=["fbmkto", "freshbooks", "marketo", "webhooks"],
+    ) as dag:
+        wait = FreshBooksWebhookEventSensor(
+            task_id="wait_for_events",
+            account=acct.name,
+            state_conn_id=state_conn_id,
+            poke_interval=float(os.environ.get("FBMKTO_EVENT_POLL_SECONDS", "30")),
+            timeout=timedelta(days=7).total_seconds(),
+        )
+        extract = FreshBooksExtractRecordsOperator(task_id="extract", **common)
+        mapped = FbmktoMapRecordsOperator(task_id="map", **common)
+        load = MarketoLoadRecordsOperator(task_id="load", **common, **({"pool": acct.pool} if acct.pool else {}))
+        report = FbmktoSyncReportOperator(task_id="report", **common)
+        wait >> extract >> mapped >> load >> report
     return dag
 
 
@@ -109,4 +160,6 @@ def build_dags(
     if not path.exists():
         return {}, []
     accounts, errors = load_config_collecting(path)
-    return {a.dag_id: build_dag(a, str(path)) for a in accounts}, errors
+    dags = {a.dag_id: build_dag(a, str(path)) for a in accounts}
+    dags.update({f"fbmkto_events__{a.name}": build_events_dag(a, str(path)) for a in accounts if a.webhooks})
+    return dags, errors

@@ -1,0 +1,132 @@
+"""A demo sync kept running for the browser: emulators + embedded Airflow (api-server, scheduler, dag-processor).
+
+The same steps as ``fbmkto demo`` (:mod:`airflow_provider_fbmkto.demo`) -- emulators, Marketo provisioning,
+``authorize --code``, migrate, start, unpause -- but the stack stays up after the first scheduled run so the
+browser can look at it. One difference makes the operator's story visible: the custom activity types are
+created but left unapproved (drafts), so Marketo skips the run's activities with its reason; running
+``fbmkto setup-marketo`` later is the fix, and "Replay failed" on the status page sends them.
+
+Airflow's simple auth manager runs with a known admin password (a pre-written passwords file), so the test
+logs in through Airflow's real login form.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+
+from airflow_provider_fbmkto import demo
+from airflow_provider_fbmkto.testing.airflow_stack import AirflowStack
+
+ADMIN_PASSWORD = "fbmkto-ui-test-password"
+
+
+@dataclass
+class DemoStack:
+    stack: AirflowStack
+    home: Path
+    fb: Any
+    mkto: Any
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.port}"
+
+    def state_db(self) -> Any:
+        """The state DB the DAG runs wrote (default SQLite file under the Airflow home)."""
+        from airflow_provider_fbmkto.state import StateDB
+
+        return StateDB(f"sqlite:///{self.home / 'fbmkto' / 'state.db'}", fernet_key=self.env["FBMKTO_FERNET_KEY"])
+
+
+PROVISION_DRAFTS = """
+from airflow_provider_fbmkto.hooks.marketo import MarketoHook
+from airflow_provider_fbmkto.hooks.marketo_schema import ACTIVITY_TYPES, LEAD_FIELDS
+
+hook = MarketoHook("marketo_default")
+for spec in ACTIVITY_TYPES:
+    hook.create_activity_type(
+        spec.api_name,
+        spec.name,
+        trigger_name=spec.trigger_name,
+        filter_name=spec.filter_name,
+        primary_attribute=spec.primary.as_attribute(),
+        attributes=[a.as_attribute() for a in spec.attributes],
+        description=spec.description,
+    )
+hook.create_lead_fields([f.as_lead_field() for f in LEAD_FIELDS])
+"""
+
+
+def run_cli(argv: list[str], env: dict[str, str]) -> None:
+    """``fbmkto <argv>`` in a child process with ``env``."""
+    _run([sys.executable, "-m", "airflow_provider_fbmkto.cli", *argv], env)
+
+
+def _run(argv: list[str], env: dict[str, str]) -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        argv,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(argv[:4])} failed: {proc.stderr[-2000:]}")
+
+
+@contextmanager
+def demo_stack(home: Path) -> Iterator[DemoStack]:
+    """Run the demo account's latest daily interval through the scheduler and keep everything up."""
+    from airflow_provider_fbmkto.testing.freshbooks import FreshBooksEmulator
+    from airflow_provider_fbmkto.testing.marketo import MarketoEmulator
+
+    home.mkdir(parents=True, exist_ok=True)
+    today = datetime.now(timezone.utc).date()
+    config = home / "fbmkto_accounts.yaml"
+    config.write_text(demo.CONFIG.format(start=(today - timedelta(days=2)).isoformat()))
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({"admin": ADMIN_PASSWORD}))
+    fernet = Fernet.generate_key().decode()
+    with ExitStack() as stack:
+        fb = stack.enter_context(FreshBooksEmulator(seed="demo"))
+        mkto = stack.enter_context(MarketoEmulator(lists={demo.PAID_LIST: "FB Paid", demo.OVERDUE_LIST: "FB Overdue"}))
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__FERNET_KEY": fernet,
+            "FBMKTO_FERNET_KEY": fernet,
+            "FBMKTO_CONFIG": str(config),
+            "FBMKTO_RETRY_DELAY_SECONDS": "5",
+            "AIRFLOW_CONN_FRESHBOOKS_DEMO": fb.conn_json(),
+            "AIRFLOW_CONN_MARKETO_DEFAULT": mkto.conn_json(),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__API__WORKERS": "1",
+        }
+        for inherited in ("FBMKTO_AIRFLOW_API_URL", "AIRFLOW_CONN_FBMKTO_STATE", "AIRFLOW__CORE__DAGS_FOLDER"):
+            env.pop(inherited, None)  # the page must find the api-server itself; the state DB is the default file
+        _run([sys.executable, "-c", PROVISION_DRAFTS], env)  # activity types left unapproved
+        run_cli(["authorize", "--conn-id", "freshbooks_demo", "--code", fb.issue_code()], env)
+        airflow = stack.enter_context(AirflowStack(home, demo._dags_folder(), env))
+        airflow.migrate()
+        airflow.airflow("pools", "set", "fbmkto_marketo", "8", "Marketo calls (instance limit 10)")
+        airflow.start()
+        airflow.wait_for_dags([demo.DAG_ID], timeout=120)
+        airflow.airflow("dags", "unpause", demo.DAG_ID)
+        airflow.wait_for_runs(demo.DAG_ID, 1, timeout=180)
+        yield DemoStack(airflow, home, fb, mkto, airflow.env)
