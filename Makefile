@@ -18,8 +18,9 @@ $(CURDIR)/.tools/bin/uv:
 
 setup: .venv/.synced
 
-test: setup  ## the whole suite (PostgreSQL/Redis tests skip with a reason where absent)
-	$(RUN) pytest -q $(PYTEST_ARGS)
+PYTEST_WORKERS ?= 2
+test: setup  ## the whole suite (PostgreSQL/Redis/browser tests skip with a reason where absent)
+	$(RUN) pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup
 	$(RUN) ruff check .
