@@ -26,6 +26,7 @@ from airflow_provider_fbmkto.sync.config import load_config
 from airflow_provider_fbmkto.testing.freshbooks import FreshBooksEmulator
 from airflow_provider_fbmkto.testing.marketo import MarketoEmulator
 from airflow_provider_fbmkto.testing.server import ThreadedServer
+from tests.pg import PG, pg_unreachable_reason
 
 # --- deploy/emulator.py ----------------------------------------------------------------------------------------
 
@@ -240,25 +241,10 @@ def test_demo_setup_fails_with_a_message_when_the_url_is_not_the_freshbooks_emul
 
 # --- deploy/init_state_db.py ------------------------------------------------------------------------------------------
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-
-
-def _pg_reason() -> str | None:
-    try:
-        import psycopg2
-    except ImportError:
-        return "psycopg2 is not installed"
-    try:
-        psycopg2.connect(dbname="postgres", connect_timeout=2, **PG).close()
-    except psycopg2.OperationalError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return f"PostgreSQL at 127.0.0.1:5432 (user postgres) is unreachable: {first}"
-    return None
-
 
 @pytest.mark.postgres
 def test_init_state_db_creates_the_database_and_schema_once(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    reason = _pg_reason()
+    reason = pg_unreachable_reason()
     if reason:
         pytest.skip(reason)
     import psycopg2
