@@ -21,6 +21,13 @@ def register(sub: Any) -> None:
     p.add_argument("--conn-id", default="marketo_default", help="the marketo connection (default marketo_default)")
     p.add_argument("--state-conn-id", default="fbmkto_state", help="connection of the state DB (call budget)")
     p.add_argument("--dry-run", action="store_true", help="only say what would be created")
+    p.add_argument(
+        "--leave-draft",
+        action="append",
+        default=[],
+        metavar="API_NAME",
+        help="create this activity type but leave it a draft for a Marketo admin to approve (repeatable)",
+    )
     p.set_defaults(func=run_setup)
 
 
@@ -29,7 +36,7 @@ def run_setup(args: argparse.Namespace) -> int:
     from airflow_provider_fbmkto.hooks.marketo_schema import ensure_schema
 
     hook = MarketoHook(args.conn_id, state_conn_id=args.state_conn_id)
-    report = ensure_schema(hook, dry_run=args.dry_run)
+    report = ensure_schema(hook, dry_run=args.dry_run, leave_drafts=frozenset(args.leave_draft))
     mode = " (dry run: nothing was changed; 'created'/'approved' below are what a real run would do)"
     print(f"Marketo {hook.instance} (connection {args.conn_id}){mode if args.dry_run else ''}:")
     for line in report.lines():

@@ -7,7 +7,7 @@ created through the API; they are listed for an admin to add in Marketo's UI.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -132,10 +132,13 @@ class SchemaReport:
         return out
 
 
-def ensure_schema(hook: MarketoHook, *, dry_run: bool = False) -> SchemaReport:
+def ensure_schema(hook: MarketoHook, *, dry_run: bool = False, leave_drafts: Collection[str] = ()) -> SchemaReport:
     """Create and approve the activity types and create the lead fields that are missing (idempotent).
 
     A second run sends no create or approve call. Company fields are only checked.
+
+    :param leave_drafts: apiNames to create but not approve (a Marketo admin reviews them first; activities
+        of a draft type are refused by Marketo and wait in the ledger as skipped until replayed).
     """
     report = SchemaReport()
     existing = {str(t.get("apiName")): t for t in hook.list_activity_types()}
@@ -143,7 +146,8 @@ def ensure_schema(hook: MarketoHook, *, dry_run: bool = False) -> SchemaReport:
         current = existing.get(spec.api_name)
         if current is None:
             report.created_types.append(spec.api_name)
-            report.approved_types.append(spec.api_name)
+            if spec.api_name not in leave_drafts:
+                report.approved_types.append(spec.api_name)
             if not dry_run:
                 hook.create_activity_type(
                     spec.api_name,
@@ -154,7 +158,8 @@ def ensure_schema(hook: MarketoHook, *, dry_run: bool = False) -> SchemaReport:
                     attributes=[a.as_attribute() for a in spec.attributes],
                     description=spec.description,
                 )
-                hook.approve_activity_type(spec.api_name)
+                if spec.api_name not in leave_drafts:
+                    hook.approve_activity_type(spec.api_name)
             continue
         have = _names(current.get("attributes") or ()) | _names([current.get("primaryAttribute") or {}])
         missing = [a for a in spec.attributes if a.name not in have]
@@ -162,6 +167,8 @@ def ensure_schema(hook: MarketoHook, *, dry_run: bool = False) -> SchemaReport:
             report.added_attributes[spec.api_name] = [a.name for a in missing]
             if not dry_run:
                 hook.add_activity_type_attributes(spec.api_name, [a.as_attribute() for a in missing])
+        if spec.api_name in leave_drafts:
+            continue
         if missing or str(current.get("status", "approved")) != "approved":
             report.approved_types.append(spec.api_name)
             if not dry_run:

@@ -67,23 +67,8 @@ def test_lost_answer_of_an_activity_batch_is_resolved_by_reading_back(airflow_ho
 
 def test_unapproved_activity_type_is_skipped_with_reason_then_replayed_after_the_fix(airflow_home, tmp_path):
     for w in make_world(airflow_home, tmp_path):
-        from airflow_provider_fbmkto.hooks.marketo import MarketoHook
-        from airflow_provider_fbmkto.hooks.marketo_schema import ACTIVITY_TYPES, LEAD_FIELDS
-
-        hook = MarketoHook("marketo_default")
-        for spec in ACTIVITY_TYPES:  # created, but fbInvoiceSent left a draft
-            hook.create_activity_type(
-                spec.api_name,
-                spec.name,
-                trigger_name=spec.trigger_name,
-                filter_name=spec.filter_name,
-                primary_attribute=spec.primary.as_attribute(),
-                attributes=[a.as_attribute() for a in spec.attributes],
-                description=spec.description,
-            )
-            if spec.api_name != "fbInvoiceSent":
-                hook.approve_activity_type(spec.api_name)
-        hook.create_lead_fields([f.as_lead_field() for f in LEAD_FIELDS])
+        # Provisioned, but fbInvoiceSent left a draft for an admin to approve.
+        assert w.cli("setup-marketo", "--conn-id", "marketo_default", "--leave-draft", "fbInvoiceSent") == 0
         assert w.cli("authorize", "--conn-id", "freshbooks_acme", "--code", w.fb.issue_code()) == 0
         _invoices(w, 2)
 

@@ -23,7 +23,7 @@ from airflow_provider_fbmkto.cli import main as fbmkto
 from airflow_provider_fbmkto.exceptions import ApiError, TransportError
 from airflow_provider_fbmkto.hooks.freshbooks import FreshBooksHook
 from airflow_provider_fbmkto.hooks.marketo import MarketoHook
-from airflow_provider_fbmkto.hooks.marketo_schema import ACTIVITY_TYPES, LEAD_FIELDS, PAYMENT_RECEIVED
+from airflow_provider_fbmkto.hooks.marketo_schema import PAYMENT_RECEIVED, ensure_schema
 from airflow_provider_fbmkto.pipeline.context import RunContext
 from airflow_provider_fbmkto.pipeline.extract import extract
 from airflow_provider_fbmkto.pipeline.loader import STALE_AFTER, Loader
@@ -150,18 +150,8 @@ class Stack:
 
 def _create_schema_without_approving(hook: MarketoHook, unapproved: str) -> None:
     """What ``setup-marketo`` does, except that one activity type stays a draft."""
-    for spec in ACTIVITY_TYPES:
-        hook.create_activity_type(
-            spec.api_name,
-            spec.name,
-            trigger_name=spec.trigger_name,
-            filter_name=spec.filter_name,
-            primary_attribute=spec.primary.as_attribute(),
-            attributes=[a.as_attribute() for a in spec.attributes],
-        )
-        if spec.api_name != unapproved:
-            hook.approve_activity_type(spec.api_name)
-    assert all(r.ok for r in hook.create_lead_fields([f.as_lead_field() for f in LEAD_FIELDS]))
+    report = ensure_schema(hook, leave_drafts={unapproved})
+    assert report.created_lead_fields
 
 
 @pytest.fixture

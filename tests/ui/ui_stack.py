@@ -49,25 +49,6 @@ class DemoStack:
         return StateDB(f"sqlite:///{self.home / 'fbmkto' / 'state.db'}", fernet_key=self.env["FBMKTO_FERNET_KEY"])
 
 
-PROVISION_DRAFTS = """
-from airflow_provider_fbmkto.hooks.marketo import MarketoHook
-from airflow_provider_fbmkto.hooks.marketo_schema import ACTIVITY_TYPES, LEAD_FIELDS
-
-hook = MarketoHook("marketo_default")
-for spec in ACTIVITY_TYPES:
-    hook.create_activity_type(
-        spec.api_name,
-        spec.name,
-        trigger_name=spec.trigger_name,
-        filter_name=spec.filter_name,
-        primary_attribute=spec.primary.as_attribute(),
-        attributes=[a.as_attribute() for a in spec.attributes],
-        description=spec.description,
-    )
-hook.create_lead_fields([f.as_lead_field() for f in LEAD_FIELDS])
-"""
-
-
 def run_cli(argv: list[str], env: dict[str, str]) -> None:
     """``fbmkto <argv>`` in a child process with ``env``."""
     _run([sys.executable, "-m", "airflow_provider_fbmkto.cli", *argv], env)
@@ -120,7 +101,10 @@ def demo_stack(home: Path) -> Iterator[DemoStack]:
         }
         for inherited in ("FBMKTO_AIRFLOW_API_URL", "AIRFLOW_CONN_FBMKTO_STATE", "AIRFLOW__CORE__DAGS_FOLDER"):
             env.pop(inherited, None)  # the page must find the api-server itself; the state DB is the default file
-        _run([sys.executable, "-c", PROVISION_DRAFTS], env)  # activity types left unapproved
+        drafts = [
+            arg for t in ("fbInvoiceSent", "fbPaymentReceived", "fbInvoiceOverdue") for arg in ("--leave-draft", t)
+        ]
+        run_cli(["setup-marketo", "--conn-id", "marketo_default", *drafts], env)  # activity types left unapproved
         run_cli(["authorize", "--conn-id", "freshbooks_demo", "--code", fb.issue_code()], env)
         airflow = stack.enter_context(AirflowStack(home, demo._dags_folder(), env))
         airflow.migrate()
