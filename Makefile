@@ -20,7 +20,7 @@ setup: .venv/.synced
 
 PYTEST_WORKERS ?= 2
 test: setup  ## the whole suite (PostgreSQL/Redis/browser tests skip with a reason where absent)
-	$(RUN) pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(RUN) pytest -q -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/distributed $(PYTEST_ARGS)
 
 lint: setup
 	$(RUN) ruff check .
@@ -35,6 +35,9 @@ bench: setup
 
 emulators: setup  ## both emulators in the foreground (FreshBooks :8080, Marketo :8081)
 	$(RUN) fbmkto emulate both --port 8080 --seed demo
+
+e2e-distributed: setup  ## CeleryExecutor + PostgreSQL + Redis natively: 2 accounts, 14-day backfill, a worker SIGKILLed
+	$(RUN) pytest -q tests/distributed $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv .tools .airflow .pytest_cache .mypy_cache .ruff_cache

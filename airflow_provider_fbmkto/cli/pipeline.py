@@ -29,7 +29,11 @@ def register(sub: Any) -> None:
         p.set_defaults(func=func)
 
     chk = sub.add_parser("check", help="test every configured connection (FreshBooks, Marketo, state DB)")
-    chk.add_argument("--config", help="accounts config file (default: $FBMKTO_CONFIG or dags/fbmkto_accounts.yaml)")
+    chk.add_argument(
+        "--config",
+        help="accounts config file (default: $FBMKTO_CONFIG, else fbmkto_accounts.yaml in Airflow's DAGs folder, "
+        "else dags/fbmkto_accounts.yaml)",
+    )
     chk.set_defaults(func=run_check)
 
     demo = sub.add_parser("demo", help="run the real DAG against the bundled emulators and print what happened")
@@ -81,6 +85,14 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_config(name: str) -> str:
+    """``name`` in Airflow's ``[core] dags_folder`` (where the DAG file looks for it), else in ``./dags``."""
+    from airflow.configuration import conf
+
+    in_dags_folder = Path(conf.get("core", "dags_folder", fallback="") or "dags") / name
+    return str(in_dags_folder if in_dags_folder.exists() else Path("dags") / name)
+
+
 def run_check(args: argparse.Namespace) -> int:
     from airflow_provider_fbmkto.hooks.freshbooks import FreshBooksHook
     from airflow_provider_fbmkto.hooks.marketo import MarketoHook
@@ -88,7 +100,7 @@ def run_check(args: argparse.Namespace) -> int:
     from airflow_provider_fbmkto.sync.config import load_config
     from airflow_provider_fbmkto.sync.config_schema import CONFIG_ENV, DEFAULT_CONFIG_NAME
 
-    path = args.config or os.environ.get(CONFIG_ENV) or str(Path("dags") / DEFAULT_CONFIG_NAME)
+    path = args.config or os.environ.get(CONFIG_ENV) or _default_config(DEFAULT_CONFIG_NAME)
     if not Path(path).exists():
         raise ConfigError(f"no accounts config at {path}; pass --config or set {CONFIG_ENV}")
     config = load_config(path)

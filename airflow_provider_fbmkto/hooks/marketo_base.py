@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import requests
 from airflow.sdk import BaseHook
 
-from airflow_provider_fbmkto.exceptions import ApiError, AuthError, QuotaExhausted
+from airflow_provider_fbmkto.exceptions import ApiError, AuthError, ConfigError, QuotaExhausted
 from airflow_provider_fbmkto.hooks.marketo_auth import (
     IDENTITY_PATH,
     TOKENS,
@@ -115,7 +115,18 @@ class MarketoBaseHook(BaseHook):
 
     @cached_property
     def creds(self) -> MarketoCreds:
-        creds = MarketoCreds.from_connection(self.get_connection(self.marketo_conn_id))
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        conn_id = self.marketo_conn_id
+        try:
+            conn = self.get_connection(conn_id)
+        except AirflowNotFoundException:
+            raise ConfigError(
+                f"Marketo connection {conn_id!r} is not defined; add it with: airflow connections add {conn_id} "
+                "--conn-type marketo --conn-host https://<munchkin id>.mktorest.com --conn-login CLIENT_ID "
+                f"--conn-password CLIENT_SECRET (or set AIRFLOW_CONN_{conn_id.upper()} to the same as JSON)"
+            ) from None
+        creds = MarketoCreds.from_connection(conn)
         mask(creds.client_secret)
         return creds
 
