@@ -12,7 +12,9 @@ on the converted ``updated`` -- correct across both DST changes.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,8 @@ IDENTITY_PATH = "/auth/api/v1/users/me"
 MAX_PER_PAGE = 100
 #: Ids per ``search[invoiceids][]`` request.
 IDS_PER_REQUEST = 100
+#: Pages of one listing fetched at once by default (after the first, which tells how many there are).
+PAGE_CONCURRENCY = 1
 
 _KINDS: dict[str, tuple[str, str, str, Callable[[Mapping[str, Any]], Any]]] = {
     # kind: (path under the account, list key, needed scope, parser)
@@ -70,6 +74,8 @@ class FreshBooksHook(WebhookMethods, BaseHook):
     :param state: the state DB holding the token pair; default ``StateDB.from_airflow(state_conn_id)``.
     :param state_conn_id: connection of the state DB when ``state`` is not given.
     :param per_page: page size (FreshBooks caps it at 100).
+    :param page_concurrency: pages of a listing in flight at once (1 = one after the other). Pages are still
+        yielded in order and at most this many are held in memory.
     :param policy: retry policy of API calls (429/5xx/connection errors).
     :param timeout: ``(connect, read)`` seconds per request.
     :param sleep: replaces ``time.sleep`` between retries (tests pin or record the backoff).
@@ -87,6 +93,7 @@ class FreshBooksHook(WebhookMethods, BaseHook):
         state: StateDB | None = None,
         state_conn_id: str = "fbmkto_state",
         per_page: int = MAX_PER_PAGE,
+        page_concurrency: int = PAGE_CONCURRENCY,
         policy: RetryPolicy | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
         sleep: Callable[[float], None] | None = None,
@@ -95,6 +102,7 @@ class FreshBooksHook(WebhookMethods, BaseHook):
         self.freshbooks_conn_id = freshbooks_conn_id
         self.state_conn_id = state_conn_id
         self.per_page = max(1, min(per_page, MAX_PER_PAGE))
+        self.page_concurrency = max(1, page_concurrency)
         self._state = state
         self._policy = policy
         self._timeout = timeout
@@ -215,17 +223,45 @@ class FreshBooksHook(WebhookMethods, BaseHook):
         return f"/accounting/account/{self.account_id}/{tail}"
 
     def _pages(self, path: str, key: str, params: Params, *, what: str, scope: str | None) -> Iterator[dict[str, Any]]:
-        """Objects of a list endpoint, page by page (one page in memory at a time)."""
-        page = 1
-        while True:
+        """Objects of a list endpoint, page by page, in order.
+
+        The first page tells how many there are; the rest are fetched up to ``page_concurrency`` at a time
+        (each page waits mostly on the network), so at most that many pages are in memory.
+        """
+
+        def fetch(page: int) -> dict[str, Any]:
             query = [*params, ("page", page), ("per_page", self.per_page)]
-            result = self._result(self._json("GET", path, what=what, scope=scope, params=query), what)
-            items = result.get(key) or []
-            yield from items
-            pages = int(result.get("pages") or 1)
-            if not items or page >= pages:
-                return
-            page += 1
+            return self._result(self._json("GET", path, what=what, scope=scope, params=query), what)
+
+        first = fetch(1)
+        items = first.get(key) or []
+        yield from items
+        pages = int(first.get("pages") or 1)
+        if not items or pages <= 1:
+            return
+        if self.page_concurrency == 1:
+            for page in range(2, pages + 1):
+                result = fetch(page)
+                items = result.get(key) or []
+                yield from items
+                if not items or page >= int(result.get("pages") or 1):
+                    return
+            return
+        with ThreadPoolExecutor(self.page_concurrency, thread_name_prefix="fbmkto-fb-pages") as pool:
+            ahead: deque[Future[dict[str, Any]]] = deque()
+            following = 2
+            try:
+                while ahead or following <= pages:
+                    while following <= pages and len(ahead) < self.page_concurrency:
+                        ahead.append(pool.submit(fetch, following))
+                        following += 1
+                    items = ahead.popleft().result().get(key) or []
+                    yield from items
+                    if not items:  # the listing shrank while we paged: nothing further
+                        return
+            finally:
+                for future in ahead:
+                    future.cancel()
 
     # -- identity ----------------------------------------------------------------------------------------
 

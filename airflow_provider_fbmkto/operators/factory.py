@@ -12,6 +12,11 @@ from airflow_provider_fbmkto.sync.config import load_config_collecting
 from airflow_provider_fbmkto.sync.config_schema import AccountConfig, AccountConfigError, config_path
 from airflow_provider_fbmkto.sync.window import start_of_day
 
+#: Pool slots the ``load`` task occupies (and so Marketo calls it sends at once) when the account names a pool:
+#: half of the recommended 8-slot pool, so two accounts load at once and the pool still caps the instance's
+#: concurrent calls.
+LOAD_POOL_SLOTS = 4
+
 DOC = """\
 ### FreshBooks → Marketo sync for account `{name}`
 
@@ -93,7 +98,7 @@ def build_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = "fbmkt
     ) as dag:
         extract = FreshBooksExtractRecordsOperator(task_id="extract", **common)
         mapped = FbmktoMapRecordsOperator(task_id="map", **common)
-        load = MarketoLoadRecordsOperator(task_id="load", **common, **marketo)
+        load = MarketoLoadRecordsOperator(task_id="load", **common, **_load_pool(acct))
         reconcile = MarketoReconcileLeadsOperator(
             task_id="reconcile",
             poll_interval=float(os.environ.get("FBMKTO_EXPORT_POLL_SECONDS", "60")),
@@ -145,10 +150,14 @@ def build_events_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str =
         )
         extract = FreshBooksExtractRecordsOperator(task_id="extract", **common)
         mapped = FbmktoMapRecordsOperator(task_id="map", **common)
-        load = MarketoLoadRecordsOperator(task_id="load", **common, **({"pool": acct.pool} if acct.pool else {}))
+        load = MarketoLoadRecordsOperator(task_id="load", **common, **_load_pool(acct))
         report = FbmktoSyncReportOperator(task_id="report", **common)
         wait >> extract >> mapped >> load >> report
     return dag
+
+
+def _load_pool(acct: AccountConfig) -> dict[str, Any]:
+    return {"pool": acct.pool, "pool_slots": LOAD_POOL_SLOTS} if acct.pool else {}
 
 
 def build_dags(

@@ -45,15 +45,23 @@ class FbmktoMapRecordsOperator(FbmktoAccountOperator):
 
 
 class MarketoLoadRecordsOperator(FbmktoAccountOperator):
-    """Send pending ledger rows to Marketo: companies, leads, activities, list membership."""
+    """Send pending ledger rows to Marketo: companies, leads, activities, list membership.
+
+    Batches go out up to the Marketo connection's ``max_concurrency`` at once. In an Airflow pool the task
+    sends at most as many at once as the pool slots it occupies (``pool_slots``), so a pool's size stays the
+    bound on concurrent Marketo calls across workers.
+    """
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_fbmkto.hooks.marketo import MarketoHook
-        from airflow_provider_fbmkto.pipeline.loader import load
+        from airflow_provider_fbmkto.pipeline.loader import Loader
 
         ctx = self.run_context(context)
         hook = MarketoHook(ctx.account.marketo_conn_id, state_conn_id=self.state_conn_id)
-        result = load(hook, self.state, ctx)
+        concurrency = hook.creds.max_concurrency
+        if ctx.account.pool:
+            concurrency = min(concurrency, self.pool_slots)
+        result = Loader(hook, self.state, ctx, concurrency=concurrency).run()
         self.log.info("loaded %s", result)
         return result
 

@@ -23,6 +23,9 @@ PULLED_UNTIL = "freshbooks_pulled_until"
 #: Re-read a little before the watermark: FreshBooks' clock and ours are not the same clock.
 OVERLAP = timedelta(hours=1)
 FILES = {"client": "clients.jsonl", "invoice": "invoices.jsonl", "payment": "payments.jsonl"}
+#: FreshBooks pages in flight at once per listing: a page spends most of its time on the round trip, so
+#: paging one after the other takes about 4x as long (measured by ``make bench``); memory stays a few pages.
+PAGE_CONCURRENCY = 4
 EVENTS_FILE = "events.jsonl"
 
 
@@ -42,6 +45,7 @@ def extract(fb: FreshBooksHook, db: StateDB, ctx: RunContext, staging: StagingDi
     since: datetime | None = None if (last is None or ctx.full_refresh) else last - OVERLAP
     until = ctx.now
     staging.mkdir(parents=True, exist_ok=True)
+    fb.page_concurrency = max(fb.page_concurrency, PAGE_CONCURRENCY)
     counts: dict[str, int] = {}
     iterators: dict[str, Iterator[Record]] = {
         "client": fb.iter_clients(since, until, include_deleted=True),

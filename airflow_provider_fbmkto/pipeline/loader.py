@@ -8,18 +8,27 @@ so a batch whose fate is unknown goes back to pending. Activities are not (Marke
 a batch whose answer was lost stays in_flight, the task fails, and the next attempt *resolves* in-flight
 activities before sending anything: it reads the leads' activities back and marks each row written if
 Marketo has it, pending if not. In-flight rows of another run are left alone while that run may still be
-sending (younger than ``stale_after``); a retry of the same run resolves its own rows at once.
+sending (younger than ``STALE_AFTER``); a retry of the same run resolves its own rows at once.
+
+**Late writes.** Marketo may apply a write after the client gave up waiting for its answer. A row not found
+by the read-back goes back to pending only if its batch never went out (``sent_at`` unset) or went out more
+than twice the connection's ``request_timeout`` ago; otherwise the retry waits until then and reads the
+batch back again, so a fast task retry cannot resend what Marketo is still applying.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_fbmkto.exceptions import ApiError, FbmktoError, TransportError
+from airflow_provider_fbmkto.pipeline.lists import ListMembershipSender
 from airflow_provider_fbmkto.state.ledger import LedgerRow, LedgerStatus, RowOutcome
 from airflow_provider_fbmkto.sync.keys import lead_key
 
@@ -34,8 +43,6 @@ log = logging.getLogger(__name__)
 BATCH = 300
 #: In-flight rows of another run younger than this may still be on their way; leave them to that run.
 STALE_AFTER = timedelta(minutes=10)
-#: Marketo codes on a removal that mean "nothing to remove": the goal (lead not in list) already holds.
-_REMOVE_OK = {"1004", "1015"}
 WRITTEN, SKIPPED, FAILED, PENDING = (
     LedgerStatus.WRITTEN,
     LedgerStatus.SKIPPED,
@@ -61,19 +68,35 @@ class Loader:
     :param db: the state DB (ledger).
     :param ctx: the run.
     :param now: clock for staleness (tests pass one).
+    :param sleep: waits for a late write before reading in-doubt activities back again (tests record it).
+    :param concurrency: batches in flight at once (default: the connection's ``max_concurrency``, 8). Marketo
+        allows 10 calls at once and 100 per 20 s; one batch at a time leaves most of that unused, since each
+        call spends its round trip waiting. The hook's limiter still paces every call.
     """
 
     def __init__(
-        self, mkto: MarketoHook, db: StateDB, ctx: RunContext, *, now: Callable[[], datetime] | None = None
+        self,
+        mkto: MarketoHook,
+        db: StateDB,
+        ctx: RunContext,
+        *,
+        now: Callable[[], datetime] | None = None,
+        concurrency: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.mkto = mkto
         self.db = db
         self.ctx = ctx
+        self.concurrency = max(1, concurrency if concurrency is not None else mkto.creds.max_concurrency)
         self.account = ctx.name
         self.now = now or (lambda: datetime.now(timezone.utc))
+        self.sleep = sleep
+        #: How long after a send Marketo may still apply it: our whole wait for the answer, and as long again.
+        self.late_write_window = timedelta(seconds=2 * mkto.creds.request_timeout)
         self.sent: Counter[str] = Counter()
         self.calls_before = mkto.http.stats.attempts
         self._type_ids: dict[str, int] | None = None
+        self._lock = threading.Lock()  # senders run on several threads
         self.notes: list[str] = []
         self._crm_noted = False
 
@@ -90,7 +113,16 @@ class Loader:
         self._drain("company", self._send_companies)
         self._drain("lead", self._send_leads)
         self._drain("activity", self._send_activities)
-        self._drain("list", self._send_lists)
+        ListMembershipSender(
+            self.mkto,
+            self.db,
+            self.account,
+            self.ctx.run_id,
+            lead_ids=self._lead_ids,
+            reasons=_reasons,
+            sent=self.sent,
+            concurrency=self.concurrency,
+        ).run()
         return {
             "sent": dict(self.sent),
             "marketo_calls": self.mkto.http.stats.attempts - self.calls_before,
@@ -115,6 +147,7 @@ class Loader:
         activities = [r for r in rows if r.kind == "activity"]
         found = self._find_written(activities)
         settled_keys = {r.key for r in settled}
+        found.update(self._await_late_writes([r for r in activities if r.key in settled_keys and r.key not in found]))
         outcomes = [RowOutcome(r.key, WRITTEN, found[r.key]) for r in activities if r.key in found]
         outcomes += [RowOutcome(r.key, PENDING) for r in activities if r.key not in found and r.key in settled_keys]
         self.db.ledger.mark(outcomes)
@@ -129,25 +162,73 @@ class Loader:
         log.warning("resolved %s in-flight rows of %s: %s", len(rows), self.account, counts)
         return counts
 
+    def _await_late_writes(self, missing: list[LedgerRow]) -> dict[str, int]:
+        """Rows sent so recently that Marketo may still apply them: wait out the window, then read them back."""
+        now = self.now()
+        recent = [r for r in missing if r.sent_at is not None and r.sent_at + self.late_write_window > now]
+        if not recent:
+            return {}
+        until = max(r.sent_at for r in recent if r.sent_at is not None) + self.late_write_window
+        seconds = (until - now).total_seconds()
+        log.warning(
+            "%d in-doubt activities of %s went out less than %.0f s ago and are not in Marketo yet; waiting %.0f s "
+            "for a late write before reading them back again",
+            len(recent),
+            self.account,
+            self.late_write_window.total_seconds(),
+            seconds,
+        )
+        self.notes.append(f"waited {seconds:.0f} s for late writes of {len(recent)} in-doubt activities")
+        self.sleep(seconds)
+        return self._find_written(recent)
+
     # -- batching --------------------------------------------------------------------------------------
 
     def _drain(self, kind: str, send: Callable[[list[LedgerRow]], list[RowOutcome]]) -> None:
-        while rows := self.db.ledger.claim(self.account, kind, limit=BATCH, run_id=self.ctx.run_id):
-            try:
-                outcomes = send(rows)
-            except TransportError as exc:
-                self._abort(kind, rows, exc, in_doubt=exc.sent)
-                raise
-            except FbmktoError as exc:
-                self._abort(kind, rows, exc, in_doubt=_may_have_landed(exc))
-                raise
-            self.db.ledger.mark(outcomes)
-            self.sent.update(f"{kind}:{o.status}" for o in outcomes)
+        """Claim batches of ``kind`` and send up to ``concurrency`` of them at once until none is pending.
+
+        Claims and marks stay on this thread; a failed batch stops further claims, the batches already in
+        flight are settled, then the first error is raised (the failed batch is handled as before).
+        """
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"fbmkto-load-{kind}") as pool:
+            in_flight: dict[Future[list[RowOutcome]], list[LedgerRow]] = {}
+            exhausted = False
+            while True:
+                while failure is None and not exhausted and len(in_flight) < self.concurrency:
+                    rows = self.db.ledger.claim(self.account, kind, limit=BATCH, run_id=self.ctx.run_id)
+                    if not rows:
+                        exhausted = True
+                        break
+                    in_flight[pool.submit(send, rows)] = rows
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    rows = in_flight.pop(future)
+                    try:
+                        outcomes = future.result()
+                    except TransportError as exc:
+                        self._abort(kind, rows, exc, in_doubt=exc.sent)
+                        failure = failure or exc
+                        continue
+                    except FbmktoError as exc:
+                        self._abort(kind, rows, exc, in_doubt=_may_have_landed(exc))
+                        failure = failure or exc
+                        continue
+                    except BaseException as exc:  # an unexpected error: its rows stay in_flight, resolved next run
+                        failure = failure or exc
+                        continue
+                    self.db.ledger.mark(outcomes)
+                    self.sent.update(f"{kind}:{o.status}" for o in outcomes)
+        if failure is not None:
+            raise failure
 
     def _abort(self, kind: str, rows: list[LedgerRow], exc: Exception, *, in_doubt: bool) -> None:
         """A batch call failed as a whole: give its rows back, unless activities may have been written."""
         if in_doubt and kind == "activity":
             log.error("%d activities are in doubt after %s; the next attempt reads them back", len(rows), exc)
+            self.db.ledger.mark_sent(r.key for r in rows)  # late writes are counted from when we gave up
             return
         self.db.ledger.mark(RowOutcome(r.key, FAILED, None, str(exc)) for r in rows)
 
@@ -159,8 +240,10 @@ class Loader:
 
     def _send_companies(self, rows: list[LedgerRow]) -> list[RowOutcome]:
         results = self.mkto.upsert_companies([r.payload for r in rows])
-        if self.mkto.crm_synced and not self._crm_noted:
-            self._crm_noted = True
+        with self._lock:
+            note = self.mkto.crm_synced and not self._crm_noted
+            self._crm_noted = self._crm_noted or note
+        if note:
             self.notes.append(
                 "Marketo syncs companies with a CRM (1018): companies were skipped; "
                 "the payment facts are on lead fields"
@@ -183,9 +266,10 @@ class Loader:
         return ids
 
     def _activity_type_ids(self) -> dict[str, int]:
-        if self._type_ids is None:
-            self._type_ids = self.mkto.activity_type_ids()
-        return self._type_ids
+        with self._lock:
+            if self._type_ids is None:
+                self._type_ids = self.mkto.activity_type_ids()
+            return self._type_ids
 
     def _send_activities(self, rows: list[LedgerRow]) -> list[RowOutcome]:
         type_ids = self._activity_type_ids()
@@ -211,47 +295,11 @@ class Loader:
             else:
                 sendable.append((r, _activity_input(p, lead_id, type_id)))
         if sendable:
+            self.db.ledger.mark_sent(r.key for r, _ in sendable)  # from now on Marketo may have them
             results = self.mkto.add_activities([body for _, body in sendable])
             for (r, _), res in zip(sendable, results, strict=True):
                 outcomes[r.key] = _outcome(r, res)
         return [outcomes[r.key] for r in rows]
-
-    def _send_lists(self, rows: list[LedgerRow]) -> list[RowOutcome]:
-        lead_ids = self._lead_ids(r.payload["email"] for r in rows)
-        errors: dict[str, list[str]] = defaultdict(list)
-        adds: dict[int, list[LedgerRow]] = defaultdict(list)
-        removes: dict[int, list[LedgerRow]] = defaultdict(list)
-        for r in rows:
-            if r.payload["email"] not in lead_ids:
-                errors[r.key].append(f"lead {r.payload['email']} is not in Marketo")
-                continue
-            for list_id in r.payload["add"]:
-                adds[int(list_id)].append(r)
-            for list_id in r.payload["remove"]:
-                removes[int(list_id)].append(r)
-        for list_id, members in removes.items():
-            results = self.mkto.remove_from_list(list_id, [lead_ids[r.payload["email"]] for r in members])
-            for r, res in zip(members, results, strict=True):
-                if not res.ok and not {x.code for x in res.reasons} <= _REMOVE_OK:
-                    errors[r.key].append(f"remove from list {list_id}: {_reasons(res)}")
-        for list_id, members in adds.items():
-            results = self.mkto.add_to_list(list_id, [lead_ids[r.payload["email"]] for r in members])
-            for r, res in zip(members, results, strict=True):
-                if not res.ok:
-                    errors[r.key].append(f"add to list {list_id}: {_reasons(res)}")
-        campaigns: dict[int, list[int]] = defaultdict(list)
-        for r in rows:
-            if r.key not in errors:
-                for campaign_id in r.payload["campaigns"]:
-                    campaigns[int(campaign_id)].append(lead_ids[r.payload["email"]])
-        for campaign_id, leads in campaigns.items():
-            self.mkto.trigger_campaign(campaign_id, leads)
-        return [
-            RowOutcome(r.key, SKIPPED, None, "; ".join(errors[r.key]))
-            if r.key in errors
-            else RowOutcome(r.key, WRITTEN)
-            for r in rows
-        ]
 
     # -- in-doubt activities ---------------------------------------------------------------------------
 

@@ -13,15 +13,22 @@ What a run plans:
 
 Summaries describe the billing facts as of the run (``ctx.now``), in the account's dominant currency
 (the most common client currency): Marketo gets one number per field.
+
+Memory stays flat whatever the account's size: activities are planned a batch of records at a time (with only
+the clients and invoices that batch needs), and companies and leads a chunk of complete company / e-mail
+groups at a time; across the account only a compact array of (group hash, client id) is held.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+import zlib
+from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import date, datetime, timedelta
+from itertools import islice
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_fbmkto.pipeline.extract import EVENTS_FILE, FILES, PULLED_UNTIL
 from airflow_provider_fbmkto.state.mirror import FreshBooksMirror
@@ -32,9 +39,10 @@ from airflow_provider_fbmkto.sync.activities import (
     sent_event_activity,
 )
 from airflow_provider_fbmkto.sync.codec import Record, loads_line
+from airflow_provider_fbmkto.sync.health import invoice_is_live, invoice_unpaid_at
 from airflow_provider_fbmkto.sync.mapping import list_change, plan_companies, plan_leads
-from airflow_provider_fbmkto.sync.matching import CompanyMatch, match_clients
-from airflow_provider_fbmkto.sync.plan import MappingContext, PlannedActivity, Skipped
+from airflow_provider_fbmkto.sync.matching import match_client, match_clients
+from airflow_provider_fbmkto.sync.plan import MappingContext, Plan, PlannedActivity, Skipped
 from airflow_provider_fbmkto.sync.records import Client, Invoice
 from airflow_provider_fbmkto.sync.window import window_dates
 
@@ -44,8 +52,16 @@ if TYPE_CHECKING:
     from airflow_provider_fbmkto.state.db import StateDB
 
 #: Clients whose invoices and payments are held in memory at once while planning companies and leads.
-CLIENTS_PER_CHUNK = 2000
+CLIENTS_PER_CHUNK = 1000
+#: Days of the window read by one query while planning activities.
+DAYS_PER_CHUNK = 7
+#: FreshBooks records whose activities are planned (and held in memory) at once.
+RECORDS_PER_BATCH = 1000
+T = TypeVar("T")
 _DAY = timedelta(days=1)
+#: Group hashes are 23 bits, so (hash, client id) packs into one signed 64-bit integer (ids < 2**40). Two
+#: groups sharing a hash only land in the same chunk, which changes nothing but the chunk's size.
+_HASH_BITS, _ID_BITS = 23, 40
 
 
 def _staged(staging: StagingDir, kind: str) -> Iterator[Record]:
@@ -87,30 +103,32 @@ def plan_run(db: StateDB, ctx: RunContext, staging: StagingDir, extracted: dict[
     mirror = FreshBooksMirror(db)
     first_run = db.watermarks.get(account, PULLED_UNTIL) is None
 
+    everyone = first_run or ctx.full_refresh
     touched: set[int] = set()
     for kind in FILES:
-        mirror.upsert(account, _tracking(_staged(staging, kind), touched))
-    clients = list(mirror.clients(account))
-    by_id = {c.id: c for c in clients}
-    currency = _dominant(c.currency_code for c in clients if not c.is_deleted)
+        staged = _staged(staging, kind)
+        mirror.upsert(account, staged if everyone else _tracking(staged, touched))
     mctx = MappingContext(account, extracted["fb_account_id"], ctx.account.tz, ctx.account.activity_types)
     tally = _Tally()
 
-    activities = _window_activities(mirror, ctx, mctx, by_id, staging, tally)
-    active_clients = {c.id for c in clients if c.email.strip().lower() in {a.lead_email for a in activities}}
-    affected = set(by_id) if (first_run or ctx.full_refresh) else (touched | active_clients) & set(by_id)
+    active_emails: set[str] = set()
+    for activities in _window_activities(mirror, ctx, mctx, staging, tally):
+        if not everyone:
+            active_emails.update(a.lead_email for a in activities)
+        entries = [(a.key, "activity", a.payload(), a.payload_hash()) for a in activities]
+        tally.ledger.update(db.ledger.plan(account, ctx.run_id, entries).as_dict())
+        tally.planned["activity"] += len(activities)
 
-    entries = [(a.key, "activity", a.payload(), a.payload_hash()) for a in activities]
-    result = db.ledger.plan(account, ctx.run_id, entries)
-    tally.ledger.update(result.as_dict())
-    tally.planned["activity"] += len(activities)
-
-    matches = match_clients(clients, ctx.account.matching.rules, ctx.account.matching.free_mail)
-    for group in _groups(clients, affected, matches):
-        ids = {c.id for c in group}
-        invoices, payments = mirror.of_clients(account, ids)
+    groups = _Groups(ctx, everyone, touched, active_emails)
+    packed, wanted, currency = groups.pack(mirror.clients(account))
+    for ids in _chunks(packed, wanted):
+        group = groups.whole_wanted(mirror.clients_by_ids(account, ids).values())
+        if not group:
+            continue
+        matches = match_clients(group, ctx.account.matching.rules, ctx.account.matching.free_mail)
+        invoices, payments = mirror.of_clients(account, [c.id for c in group])
         companies = plan_companies(group, invoices, payments, matches, as_of=ctx.now, ctx=mctx, currency=currency)
-        chosen = [c for c in group if c.id in affected]
+        chosen = [c for c in group if groups.affected(c)]
         leads = plan_leads(chosen, invoices, payments, matches, as_of=ctx.now, ctx=mctx, currency=currency)
         tally.add_skips(leads.skipped)
         changes = [ch for ch in (list_change(lead, ctx.account.segments, mctx) for lead in leads.items) if ch]
@@ -129,7 +147,7 @@ def plan_run(db: StateDB, ctx: RunContext, staging: StagingDir, extracted: dict[
         "planned": dict(tally.planned),
         "ledger": dict(tally.ledger),
         "skipped": tally.skipped,
-        "affected_clients": len(affected),
+        "affected_clients": groups.affected_count,
         "first_run": first_run,
     }
 
@@ -140,71 +158,141 @@ def _tracking(records: Iterator[Record], touched: set[int]) -> Iterator[Record]:
         yield record
 
 
-def _dominant(codes: Iterable[str]) -> str | None:
-    counts = Counter(code for code in codes if code)
-    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else None
+class _Groups:
+    """Which clients a run plans companies and leads for, and how they are chunked.
 
-
-def _groups(clients: list[Client], affected: set[int], matches: dict[int, CompanyMatch]) -> Iterator[list[Client]]:
-    """Chunks of clients to plan together: every member of an affected company, and the affected clients.
-
-    A company is never split across chunks (its summary needs all its clients); a lead's e-mail group
-    neither (clients sharing an e-mail are one lead).
+    A client's group is its company (the matched company key) or, unmatched, its e-mail: a company is never
+    split across chunks (its summary needs all its clients), nor a lead's e-mail group. A group is planned
+    when one of its clients is affected: every client on a first run or ``full_refresh``, else the clients
+    whose records changed and those with an activity in the window.
     """
-    members: dict[str, list[Client]] = defaultdict(list)
-    for c in clients:
-        m = matches.get(c.id)
-        members[m.key if m else f"email:{c.email.strip().lower() or c.id}"].append(c)
-    wanted = [key for key, group in members.items() if any(c.id in affected for c in group)]
-    chunk: list[Client] = []
-    for key in sorted(wanted):
-        chunk.extend(members[key])
-        if len(chunk) >= CLIENTS_PER_CHUNK:
+
+    def __init__(self, ctx: RunContext, everyone: bool, touched: set[int], active_emails: set[str]) -> None:
+        self.rules = ctx.account.matching.rules
+        self.free_mail = frozenset(d.lower() for d in ctx.account.matching.free_mail)
+        self.everyone = everyone
+        self.touched = touched
+        self.active_emails = active_emails
+        self.affected_count = 0
+
+    def key(self, c: Client) -> str:
+        match = None if c.is_deleted else match_client(c, self.rules, self.free_mail)
+        return match.key if match else f"email:{c.email.strip().lower() or c.id}"
+
+    def affected(self, c: Client) -> bool:
+        return self.everyone or c.id in self.touched or c.email.strip().lower() in self.active_emails
+
+    def pack(self, clients: Iterable[Client]) -> tuple[array[int], set[int] | None, str | None]:
+        """One pass over the account's clients: ``(group hash << 40) | id`` of each, sorted; the hashes of the
+        groups to plan (``None``: all); the dominant currency of the live clients."""
+        packed: array[int] = array("q")
+        wanted: set[int] | None = None if self.everyone else set()
+        currencies: Counter[str] = Counter()
+        for c in clients:
+            if not c.is_deleted and c.currency_code:
+                currencies[c.currency_code] += 1
+            group = zlib.crc32(self.key(c).encode()) & ((1 << _HASH_BITS) - 1)
+            packed.append(group << _ID_BITS | c.id)
+            if self.affected(c):
+                self.affected_count += 1
+                if wanted is not None:
+                    wanted.add(group)
+        currency = min(currencies.items(), key=lambda kv: (-kv[1], kv[0]))[0] if currencies else None
+        return array("q", sorted(packed)), wanted, currency
+
+    def whole_wanted(self, clients: Iterable[Client]) -> list[Client]:
+        """The clients of the wanted groups among ``clients`` (a chunk of whole groups), by id."""
+        ordered = sorted(clients, key=lambda c: c.id)
+        if self.everyone:
+            return ordered
+        wanted = {self.key(c) for c in ordered if self.affected(c)}
+        return [c for c in ordered if self.key(c) in wanted]
+
+
+def _chunks(packed: array[int], wanted: set[int] | None) -> Iterator[list[int]]:
+    """Client ids to plan together: whole wanted groups, about ``CLIENTS_PER_CHUNK`` clients a chunk."""
+    chunk: list[int] = []
+    previous = -1
+    for value in packed:
+        group, client_id = value >> _ID_BITS, value & ((1 << _ID_BITS) - 1)
+        if group != previous and len(chunk) >= CLIENTS_PER_CHUNK:
             yield chunk
             chunk = []
+        previous = group
+        if wanted is None or group in wanted:
+            chunk.append(client_id)
     if chunk:
         yield chunk
+
+
+def _batches(records: Iterable[T]) -> Iterator[list[T]]:
+    it = iter(records)
+    while batch := list(islice(it, RECORDS_PER_BATCH)):
+        yield batch
+
+
+def _planned(plan: Plan[PlannedActivity], tally: _Tally) -> list[PlannedActivity]:
+    tally.add_skips(plan.skipped)
+    return list(plan.items)
+
+
+def _spans(first: date, last: date) -> Iterator[tuple[date, date]]:
+    """``[first, last]`` in inclusive spans of ``DAYS_PER_CHUNK`` days."""
+    while first <= last:
+        end = min(last, first + timedelta(days=DAYS_PER_CHUNK - 1))
+        yield first, end
+        first = end + _DAY
 
 
 def _window_activities(
     mirror: FreshBooksMirror,
     ctx: RunContext,
     mctx: MappingContext,
-    by_id: dict[int, Client],
     staging: StagingDir,
     tally: _Tally,
-) -> list[PlannedActivity]:
+) -> Iterator[list[PlannedActivity]]:
+    """The window's activities in batches of at most ``RECORDS_PER_BATCH`` records, each read with only the
+    clients, invoices and payments it needs; queries cover ``DAYS_PER_CHUNK`` days at a time."""
     account, window, tz = ctx.name, ctx.window, ctx.account.tz
     first, stop = window_dates(window, tz)
-    items: list[PlannedActivity] = []
-
-    sent = invoice_sent_activities(mirror.invoices_created(account, first, stop), by_id, window, mctx)
-    payments = list(mirror.payments_dated(account, first, stop))
-    paid_invoices, _ = mirror.of_clients(account, {p.clientid for p in payments})
-    paid = payment_activities(payments, by_id, {i.id: i for i in paid_invoices}, window, mctx)
-    # Overdue moment = start of the day after due_date: due dates one day before the window's dates.
-    due = list(mirror.invoices_due(account, first - _DAY, stop))
-    _, due_payments = mirror.of_clients(account, {i.customerid for i in due})
-    overdue = overdue_activities(due, by_id, window, mctx, payments=due_payments)
-    for plan in (sent, paid, overdue):
-        items.extend(plan.items)
-        tally.add_skips(plan.skipped)
+    # Overdue moment = start of the day after due_date: due dates from one day before the window's first date.
+    for low, high in _spans(first - _DAY, stop):
+        if high >= first:
+            for created in _batches(mirror.invoices_created(account, max(low, first), high)):
+                by_id = mirror.clients_by_ids(account, {i.customerid for i in created})
+                yield _planned(invoice_sent_activities(created, by_id, window, mctx), tally)
+            for payments in _batches(mirror.payments_dated(account, max(low, first), high)):
+                by_id = mirror.clients_by_ids(account, {p.clientid for p in payments})
+                paid = mirror.invoices_by_ids(account, {p.invoiceid for p in payments})
+                yield _planned(payment_activities(payments, by_id, paid, window, mctx), tally)
+        # Only live invoices still unpaid at the window's end can go overdue in it (overdue_activities checks
+        # again); the others need neither their client nor their payments.
+        due_now = mirror.invoices_due(account, low, high)
+        for due in _batches(i for i in due_now if invoice_is_live(i) and invoice_unpaid_at(i, window.end, tz)):
+            by_id = mirror.clients_by_ids(account, {i.customerid for i in due})
+            paid_back = mirror.payments_of_invoices(account, due)
+            yield _planned(overdue_activities(due, by_id, window, mctx, payments=paid_back), tally)
 
     events = staging / EVENTS_FILE
     if events.exists():
+        sent: list[tuple[Invoice, datetime]] = []
         with events.open("r") as lines:
             for line in lines:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                invoice = loads_line(event["invoice"])
-                assert isinstance(invoice, Invoice)
-                planned = sent_event_activity(invoice, datetime.fromisoformat(event["at"]), by_id, mctx)
-                if isinstance(planned, Skipped):
-                    tally.add_skips([planned])
-                else:
-                    items.append(planned)
-    return items
+                if line.strip():
+                    event = json.loads(line)
+                    invoice = loads_line(event["invoice"])
+                    assert isinstance(invoice, Invoice)
+                    sent.append((invoice, datetime.fromisoformat(event["at"])))
+        by_id = mirror.clients_by_ids(account, {invoice.customerid for invoice, _ in sent})
+        items = []
+        for invoice, at in sent:
+            planned = sent_event_activity(invoice, at, by_id, mctx)
+            if isinstance(planned, Skipped):
+                tally.add_skips([planned])
+            else:
+                items.append(planned)
+        if items:
+            yield items
 
 
 __all__ = ["plan_run"]

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, select
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -295,6 +295,9 @@ class StateDB:
             current = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar_one_or_none()
             if current is None:
                 conn.execute(self.insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(current) < SCHEMA_VERSION:
+                _upgrade(conn, int(current))
+                conn.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
             elif int(current) > SCHEMA_VERSION:
                 raise ConfigError(
                     f"the fbmkto state DB at {self.url} has schema version {current}, newer than this package "
@@ -343,3 +346,13 @@ class StateDB:
             for cache_key in [k for k, v in _instances.items() if v is self]:
                 del _instances[cache_key]
         self.engine.dispose()
+
+
+def _upgrade(conn: Connection, version: int) -> None:
+    """Bring a state DB of an older schema version up to date (inside ``create_all``'s transaction and lock)."""
+    if version < 2:
+        # 2: ledger rows remember when their batch went out (the loader's late-write wait needs it).
+        columns = {c["name"] for c in inspect(conn).get_columns("fbmkto_ledger")}
+        if "sent_at" not in columns:
+            kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+            conn.exec_driver_sql(f"ALTER TABLE fbmkto_ledger ADD COLUMN sent_at {kind}")

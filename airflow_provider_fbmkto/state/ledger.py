@@ -180,6 +180,7 @@ class Ledger:
                     attempts=LedgerEntry.attempts + 1,
                     run_id=run_id,
                     updated_at=utcnow(),
+                    sent_at=None,
                 )
                 .returning(*COLUMNS)
             ).all()
@@ -228,6 +229,17 @@ class Ledger:
             where.append(LedgerEntry.kind == kind)
         with self._db.read_tx() as conn:
             return [row_from_db(r) for r in conn.execute(select(*COLUMNS).where(*where).order_by(LedgerEntry.key))]
+
+    def mark_sent(self, keys: Iterable[str]) -> None:
+        """Record that the given in_flight rows go out to Marketo now (or that their send was given up now)."""
+        now = utcnow()
+        with self._db.write_tx() as conn:
+            for chunk in chunked(keys, CHUNK):
+                conn.execute(
+                    update(LedgerEntry)
+                    .where(LedgerEntry.key.in_(chunk), LedgerEntry.status == LedgerStatus.IN_FLIGHT.value)
+                    .values(sent_at=now)
+                )
 
     def reset_to_pending(self, keys: Iterable[str]) -> int:
         """Move the given rows back to pending (e.g. in_flight rows found not written). Returns rows changed."""

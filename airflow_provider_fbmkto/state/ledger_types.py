@@ -49,6 +49,7 @@ class LedgerRow:
     updated_at: datetime
     written_at: datetime | None
     batch_id: str | None
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ COLUMNS = (
     LedgerEntry.updated_at,
     LedgerEntry.written_at,
     LedgerEntry.batch_id,
+    LedgerEntry.sent_at,
 )
 
 
@@ -131,6 +133,7 @@ def row_from_db(r: Row[Any]) -> LedgerRow:
         updated_at=m["updated_at"],
         written_at=m["written_at"],
         batch_id=m["batch_id"],
+        sent_at=m["sent_at"],
     )
 
 

@@ -137,6 +137,41 @@ class FreshBooksMirror:
             assert isinstance(rec, Payment)
             yield rec
 
+    def _by_ids(self, account: str, kind: str, ids: Iterable[int]) -> Iterator[Record]:
+        for chunk in chunked(sorted(set(ids)), CHUNK):
+            q = self._base(account, kind).where(FreshBooksRecordRow.id.in_(chunk))
+            with self._db.read_tx() as conn:
+                rows = conn.execute(q).all()
+            for r in rows:
+                yield from_json(r.kind, r.data)
+
+    def clients_by_ids(self, account: str, ids: Iterable[int]) -> dict[int, Client]:
+        """The given clients (those in the mirror), by id."""
+        return {c.id: c for c in self._by_ids(account, "client", ids) if isinstance(c, Client)}
+
+    def invoices_by_ids(self, account: str, ids: Iterable[int]) -> dict[int, Invoice]:
+        """The given invoices (those in the mirror), by id."""
+        return {i.id: i for i in self._by_ids(account, "invoice", ids) if isinstance(i, Invoice)}
+
+    def payments_of_invoices(self, account: str, invoices: Iterable[Invoice]) -> list[Payment]:
+        """Every payment (deleted ones too) of the given invoices; read through their clients' index."""
+        found: list[Payment] = []
+        # Each query binds the chunk's invoice ids and (at most as many) client ids: under CHUNK * 2 in all.
+        for chunk in chunked(sorted({(i.customerid, i.id) for i in invoices}), CHUNK // 2):
+            q = select(FreshBooksRecordRow.kind, FreshBooksRecordRow.data).where(
+                FreshBooksRecordRow.account == account,
+                FreshBooksRecordRow.client_id.in_(sorted({c for c, _ in chunk})),
+                FreshBooksRecordRow.kind == "payment",
+                FreshBooksRecordRow.data["invoiceid"].as_integer().in_([i for _, i in chunk]),
+            )
+            with self._db.read_tx() as conn:
+                rows = conn.execute(q).all()
+            for r in rows:
+                rec = from_json(r.kind, r.data)
+                assert isinstance(rec, Payment)
+                found.append(rec)
+        return found
+
     def of_clients(self, account: str, client_ids: Iterable[int]) -> tuple[list[Invoice], list[Payment]]:
         """All invoices and payments of the given clients."""
         invoices: list[Invoice] = []

@@ -14,8 +14,8 @@ from sqlalchemy import JSON, Date, DateTime, Dialect, Index, Integer, String, Te
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-#: Bumped whenever a table changes shape; stored in ``fbmkto_meta``.
-SCHEMA_VERSION = 1
+#: Bumped whenever a table changes shape; stored in ``fbmkto_meta``. 2: ``fbmkto_ledger.sent_at``.
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -106,6 +106,9 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     written_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: When the row's batch last went out to Marketo (or the send was given up); ``None`` while claimed but not
+    #: sent. An in-doubt activity is read back until Marketo can no longer apply a late write (see the loader).
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
         Index("ix_fbmkto_ledger_claim", "account", "kind", "status", "key"),

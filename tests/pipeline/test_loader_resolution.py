@@ -239,6 +239,44 @@ def test_answer_lost_on_a_read_timeout_is_resolved_by_the_retry(make_stack: Call
     assert len(s.mk.list_members(1001)) + len(s.mk.list_members(1002)) > 0  # the rest of the load went on
 
 
+def test_a_retry_right_after_a_lost_answer_waits_for_the_late_write_instead_of_resending(
+    make_stack: Callable[..., Stack],
+) -> None:
+    # Marketo applies the batch 0.7 s after the client gave up (read timeout 0.5 s), and Airflow retries the task at
+    # once: the first read-back finds nothing. Resending then would duplicate every activity of the batch.
+    s = make_stack(conn={"request_timeout": 0.5}, timeout_fault_seconds=1.2)
+    run = s.ctx("r1")
+    s.plan(run)
+    n = len(s.rows())
+    s.mk.inject_fault("timeout", path_prefix=ACTIVITIES_PATH)
+    with pytest.raises(TransportError):
+        s.loader(run).run()
+    assert len(s.mk.activities()) < n  # the late write has not landed when the retry starts
+
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    retry = Loader(s.hook(), s.db, run, sleep=sleep)
+    retry.run()
+
+    assert len(waits) == 1 and 0 < waits[0] <= 1.0  # at most 2 x request_timeout after the give-up
+    assert any("waited" in note and "late writes" in note for note in retry.notes)
+    s.assert_exactly_once()
+
+
+def test_claimed_but_unsent_activities_are_sent_at_once_without_waiting(planned: Stack) -> None:
+    s = planned
+    claimed = s.db.ledger.claim(ACCT, "activity", limit=1000, run_id="crashed")
+    assert all(r.sent_at is None for r in claimed)  # the crash came before the send
+    waits: list[float] = []
+    Loader(s.hook(), s.db, s.ctx("crashed"), sleep=waits.append).run()
+    assert waits == []
+    s.assert_exactly_once()
+
+
 # -- (b) crash before sending ------------------------------------------------------------------------
 
 

@@ -95,15 +95,13 @@ BAD_INPUT_ELSEWHERE = [
 KNOWN_LIMITS = """\
 ## Known limits found while building this matrix
 
-* **A lost answer and a very fast retry.** When Marketo applies an activity write *after* the client gave up
-  (read timeout) and *after* the task's retry has already read the batch back, the retry sends the batch again:
-  a duplicate. The test `test_task_retry_resolves_a_lost_answer_without_resending` first showed this with a
-  1 s retry delay and a write applied 2 s after the 2 s read timeout (3 duplicates); with the retry delay longer
-  than the time Marketo may still apply a request after the read timeout, the retry reads the batch back and
-  sends nothing. The loader cannot tell "claimed, never sent" from "sent, answer lost" for rows of its own run
-  (the ledger records no send time), so it cannot wait for the late write itself. The defaults keep
-  that margin (`request_timeout` 60 s, retry delay 60 s, doubling): keep `FBMKTO_RETRY_DELAY_SECONDS` at or above
-  the Marketo connection's `request_timeout`.
+* **A lost answer and a very fast retry (fixed).** Marketo may apply an activity write *after* the client gave up
+  (read timeout). This matrix first showed that a retry reading the batch back *before* that late write landed
+  resent it (3 duplicates with a 1 s retry delay). The ledger now records when a batch went out (`sent_at`, set
+  again when the send is given up); a row the read-back does not find goes back to pending only if it never went
+  out or went out more than 2 x the Marketo connection's `request_timeout` ago. Otherwise the retry waits out that
+  window and reads the batch back again. The Airflow-retry row runs this hard case (1 s retry delay, write
+  applied 3 s after a 2 s read timeout): the retry waits, confirms the 3 activities and sends nothing again.
 * **An in-doubt batch and a manual rerun within 10 minutes.** Activity rows left in doubt by a failed run are
   settled at once only by a retry of *that* run (Airflow's task retry) or, for another run, once they are older
   than 10 minutes (`STALE_AFTER`); a new manual run within those 10 minutes leaves them in flight (nothing is

@@ -43,10 +43,11 @@ def test_task_retry_resolves_a_lost_answer_without_resending(airflow_home, tmp_p
     Whole-run reruns are in the 607, revoked-token and bad-input rows (after a failed run) and in
     ``tests/e2e/test_e2e_sync.py::test_reruns_out_of_order_windows_and_overlapping_manual_run_write_nothing_twice``.
     """
-    with open_world(airflow_home, tmp_path, RETRYING, marketo={"timeout_fault_seconds": 3.0}) as w:
-        # The retry comes 3 s after the failure: after the stalled write has landed (1 s after the client
-        # gave up), as Airflow's default 60 s retry delay comes after the 60 s read timeout.
-        w.env["FBMKTO_RETRY_DELAY_SECONDS"] = "3"
+    with open_world(airflow_home, tmp_path, RETRYING, marketo={"timeout_fault_seconds": 5.0}) as w:
+        # The hard case: Marketo applies the write 3 s after the client gave up (2 s read timeout) and the retry
+        # comes 1 s after the failure, before the write has landed. The retry must wait for the late write
+        # (up to 2 x request_timeout after the give-up) and read it back, not resend it.
+        w.env["FBMKTO_RETRY_DELAY_SECONDS"] = "1"
         set_conn(w, "marketo_default", request_timeout=2)
         c = w.fb.add_client(fname="Eve", lname="Ng", email="eve@umbrella.io")
         invoices = [
@@ -59,6 +60,7 @@ def test_task_retry_resolves_a_lost_answer_without_resending(airflow_home, tmp_p
         assert "new_state=up_for_retry" in out
         assert re.search(r"task_id='load'.*try_number=2", out)
         assert "'confirmed_written': 3" in out
+        assert "for a late write before reading them back again" in out
         assert _writes(w) == 1  # the retry sent nothing again
         assert w.mkto.faults.pending() == []
 
@@ -70,7 +72,8 @@ def test_task_retry_resolves_a_lost_answer_without_resending(airflow_home, tmp_p
             faults={"activity write read timeouts": 1, "task retries": 1},
             runs=1,
             counts=counts,
-            outcome="the retry (same run, try 2) confirms the 3 in-doubt activities by read-back; nothing resent "
+            outcome="the retry (same run, try 2, 1 s after the failure) waits for Marketo's late write, then confirms "
+            "the 3 in-doubt activities by read-back; nothing resent "
             "(whole-run reruns after a failed run: the 607, revoked-token and wrong-Marketo-secret rows)",
         )
 

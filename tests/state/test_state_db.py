@@ -213,3 +213,29 @@ def test_pooled_connections_are_not_shared_across_fork(db_url: str, tmp_path: Pa
     assert backend_pid() == parent_pid  # the parent keeps its pooled connection
     assert db.budget.used("inst") == 1
     db.dispose()
+
+
+def test_a_version_1_state_db_is_upgraded_in_place(db_url: str) -> None:
+    """Version 2 added ``fbmkto_ledger.sent_at``: an existing state DB gets the column and keeps its rows."""
+    from sqlalchemy import text
+
+    from airflow_provider_fbmkto.state import db as state_db
+
+    db = StateDB(db_url)
+    db.ledger.plan("acme", "r1", [("k1", "activity", {"a": 1}, "h1")])
+    with db.engine.begin() as conn:  # what a state DB written by version 1 looks like
+        conn.execute(text("ALTER TABLE fbmkto_ledger DROP COLUMN sent_at"))
+        conn.execute(text("DELETE FROM fbmkto_meta WHERE key = 'schema_version'"))
+        conn.execute(text("INSERT INTO fbmkto_meta (key, value) VALUES ('schema_version', '1')"))
+    state_db._schema_ready.clear()
+
+    db.create_all()
+
+    assert "sent_at" in {c["name"] for c in inspect(db.engine).get_columns("fbmkto_ledger")}
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT value FROM fbmkto_meta WHERE key = 'schema_version'")).scalar() == "2"
+    [row] = db.ledger.claim("acme", "activity", limit=10, run_id="r2")
+    assert row.key == "k1" and row.sent_at is None
+    db.ledger.mark_sent([row.key])
+    [again] = db.ledger.in_flight("acme")
+    assert again.sent_at is not None
