@@ -13,6 +13,8 @@ FLOOR_SLACK = 1.2
 RSS_LIMIT_MB = 200.0
 RSS_AT_RECORDS = 1_000_000
 SMALL_SYNC_CALLS = 100
+#: a small sync's Marketo span may exceed its calls' own time by this much (ledger work between calls)
+SMALL_SYNC_SLACK = 1.5
 
 
 def machine() -> dict[str, Any]:
@@ -111,16 +113,27 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     if "backfill" in scen:
-        small = [r for r in scen["backfill"]["per_run"] if r["marketo_calls"] < SMALL_SYNC_CALLS]
+        small = [
+            r
+            for r in scen["backfill"]["per_run"]
+            if r["marketo_calls"] < SMALL_SYNC_CALLS and r["load_marketo_busy_emulated_seconds"] > 0
+        ]
         if small:
-            worst = max(small, key=lambda r: r["load_emulated_seconds"])
+            # "Not paced": the load's Marketo calls, first arrival to last answer, take no longer than the same
+            # calls one after the other (their own durations added up) plus a little for the ledger in between.
+            worst = max(
+                small, key=lambda r: r["load_marketo_span_emulated_seconds"] / r["load_marketo_busy_emulated_seconds"]
+            )
+            span, busy = worst["load_marketo_span_emulated_seconds"], worst["load_marketo_busy_emulated_seconds"]
             out.append(
                 _target(
-                    "small syncs (< 100 Marketo calls): load phase, emulated s (paced calls would need a 20 s window)",
+                    "small syncs (< 100 Marketo calls): load's Marketo span / the calls' own time",
                     "backfill",
-                    worst["load_emulated_seconds"],
-                    20.0,
-                    f"slowest of {len(small)} small runs: {worst['run_id']} with {worst['load_calls']} calls",
+                    round(span / busy, 4),
+                    SMALL_SYNC_SLACK,
+                    f"worst of {len(small)} small runs: {worst['run_id']}, {worst['load_calls']} calls in "
+                    f"{span} emulated s, their own durations add up to {busy} s (calls spaced evenly at 90 per 20 s "
+                    f"would take at least {round((worst['load_calls'] - 1) * 20 / 90, 1)} s plus their durations)",
                 )
             )
     for name, s in scen.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bench.measure import CallTally, tally_freshbooks, tally_marketo
@@ -28,6 +28,10 @@ class Phase:
     deferred_seconds: float = 0.0
     marketo: CallTally = field(default_factory=CallTally)
     fb_calls: int = 0
+    #: From the first Marketo call's arrival to the last one's answer (0 without calls), real seconds.
+    marketo_span: float = 0.0
+    #: The Marketo calls' own durations added up (what they would take one after the other), real seconds.
+    marketo_busy: float = 0.0
 
 
 @dataclass
@@ -98,6 +102,8 @@ def run_dag(
             deferred_seconds=deferred,
             marketo=tally_marketo(mk_calls[mk0:]),
             fb_calls=len(fb_calls) - fb0,
+            marketo_span=_span(mk_calls[mk0:]),
+            marketo_busy=sum(c.duration for c in mk_calls[mk0:]),
         )
     seconds = time.perf_counter() - run_started
     world.settle_activities()
@@ -111,3 +117,11 @@ def run_dag(
         seconds=seconds,
         max_in_flight=world.mk.max_in_flight,
     )
+
+
+def _span(calls: list[Any]) -> float:
+    if not calls:
+        return 0.0
+    first: datetime = min(c.at for c in calls)
+    last: datetime = max(c.at + timedelta(seconds=c.duration) for c in calls)
+    return (last - first).total_seconds()

@@ -91,6 +91,8 @@ def run_summary(run: RunResult, time_scale: float) -> dict[str, Any]:
         "load_seconds": _round(load.seconds, 3),
         "load_emulated_seconds": _round(load.seconds / time_scale),
         "load_calls": sum(load.marketo.calls.values()),
+        "load_marketo_span_emulated_seconds": _round(load.marketo_span / time_scale),
+        "load_marketo_busy_emulated_seconds": _round(load.marketo_busy / time_scale),
         "total_seconds": _round(run.seconds),
         "peak_rss_mb": _mb(max(p.rss_peak_kb for p in run.phases.values())),
     }
@@ -161,6 +163,10 @@ def summarize(scenario: Scenario, world: World) -> dict[str, Any]:
             "floor_emulated_seconds": _round(floor),
             "floor_seconds": _round(floor * ts),
             "load_vs_floor": ratio(load_emulated, floor),
+            # the load's Marketo calls alone, first arrival to last answer (the rest is the task's own start-up)
+            "load_marketo_span_emulated_seconds": _round(
+                sum(r.phases["load"].marketo_span for r in scenario.runs) / ts
+            ),
             "total_vs_floor": ratio(total / ts, floor),
             "active_vs_floor": ratio((total - deferred) / ts, floor),
         },
