@@ -142,7 +142,8 @@ def test_pool_on_the_marketo_tasks_when_configured(config: Path) -> None:
     assert {t.pool for t in bag.dags["fbmkto_sync__beta"].tasks} == {"default_pool"}
     # load sends several batches at once: it holds as many slots as calls it may have in flight
     slots = {t.task_id: t.pool_slots for t in bag.dags["fbmkto_sync__alpha"].tasks}
-    assert slots["load"] == 4 and slots["reconcile"] == 1
+    assert slots["load"] == 4
+    assert slots["reconcile"] == 1
 
 
 def test_a_broken_account_does_not_take_the_good_one_down(config: Path) -> None:

@@ -262,7 +262,8 @@ def test_a_retry_right_after_a_lost_answer_waits_for_the_late_write_instead_of_r
     retry = Loader(s.hook(), s.db, run, sleep=sleep)
     retry.run()
 
-    assert len(waits) == 1 and 0 < waits[0] <= 1.0  # at most 2 x request_timeout after the give-up
+    assert len(waits) == 1
+    assert 0 < waits[0] <= 1.0
     assert any("waited" in note and "late writes" in note for note in retry.notes)
     s.assert_exactly_once()
 

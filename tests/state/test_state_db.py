@@ -235,7 +235,8 @@ def test_a_version_1_state_db_is_upgraded_in_place(db_url: str) -> None:
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT value FROM fbmkto_meta WHERE key = 'schema_version'")).scalar() == "2"
     [row] = db.ledger.claim("acme", "activity", limit=10, run_id="r2")
-    assert row.key == "k1" and row.sent_at is None
+    assert row.key == "k1"
+    assert row.sent_at is None
     db.ledger.mark_sent([row.key])
     [again] = db.ledger.in_flight("acme")
     assert again.sent_at is not None
