@@ -80,6 +80,12 @@ def resolve_window(
     else:
         start, end = last_success_end or account_start, now
     start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    if end < start and p_end and not p_start:
+        since = "the end of the last successful run" if last_success_end else "the account's start_date"
+        raise ConfigError(
+            f"window_end ({end.isoformat()}) is before {since} ({start.isoformat()}), where a run without "
+            "window_start begins; give window_start too to re-sync an earlier window"
+        )
     if end < start:
         raise ConfigError(
             f"window_end ({end.isoformat()}) is before window_start ({start.isoformat()}); swap them or leave one empty"

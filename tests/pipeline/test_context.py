@@ -57,6 +57,16 @@ def test_only_window_end_starts_at_last_success() -> None:
     assert got == (LAST_SUCCESS, datetime(2025, 6, 15, tzinfo=UTC))
 
 
+def test_only_window_end_before_the_last_success_says_to_give_window_start() -> None:
+    with pytest.raises(ConfigError) as err:
+        window(params={"window_end": "2025-03-01"}, last=LAST_SUCCESS)
+    message = str(err.value)
+    assert "before the end of the last successful run (2025-06-14T04:00:00+00:00)" in message
+    assert "give window_start too" in message
+    with pytest.raises(ConfigError, match="before the account's start_date"):
+        window(params={"window_end": "2024-12-01"})
+
+
 def test_empty_params_are_ignored() -> None:
     got = window(params={"window_start": None, "window_end": ""}, interval=(I_START, I_END), last=LAST_SUCCESS)
     assert got == (I_START, I_END)
