@@ -282,7 +282,11 @@ class TokenManager:
                 self._pair = stored
                 return stored
             log.info("FreshBooks connection %s: refreshing the access token", conn_id)
-            pair = self._grant("refresh_token", refresh_token=stored.refresh_token)
+            try:
+                pair = self._grant("refresh_token", refresh_token=stored.refresh_token)
+            except ReauthorizationRequired as exc:
+                self.store.mark_refused(conn_id, str(exc))  # the status page shows it without asking FreshBooks
+                raise
             self.store.save(conn_id, pair)
             self._pair = pair
             return pair

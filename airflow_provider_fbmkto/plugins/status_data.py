@@ -209,6 +209,9 @@ def token_health(db: StateDB, conn_id: str, *, now: datetime) -> TokenHealth:
         return TokenHealth("error", str(exc), fix)
     if pair is None:
         return TokenHealth("error", f"FreshBooks connection {conn_id} was never authorized", fix)
+    refused = db.tokens.refused(conn_id)
+    if refused:
+        return TokenHealth("error", refused, fix)
     if pair.expires_within(0, now=now):
         return TokenHealth(
             "ok",

@@ -351,8 +351,12 @@ class StateDB:
 def _upgrade(conn: Connection, version: int) -> None:
     """Bring a state DB of an older schema version up to date (inside ``create_all``'s transaction and lock)."""
     if version < 2:
-        # 2: ledger rows remember when their batch went out (the loader's late-write wait needs it).
-        columns = {c["name"] for c in inspect(conn).get_columns("fbmkto_ledger")}
-        if "sent_at" not in columns:
-            kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
-            conn.exec_driver_sql(f"ALTER TABLE fbmkto_ledger ADD COLUMN sent_at {kind}")
+        # 2: ledger rows remember when their batch went out (the loader's late-write wait needs it); stored
+        # tokens remember that FreshBooks refused them (the status page shows it without calling FreshBooks).
+        timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+        for table, column, kind in (
+            ("fbmkto_ledger", "sent_at", timestamp),
+            ("fbmkto_oauth_tokens", "refused", "TEXT"),
+        ):
+            if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")

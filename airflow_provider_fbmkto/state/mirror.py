@@ -73,7 +73,8 @@ class FreshBooksMirror:
         self._db = db
 
     def upsert(self, account: str, records: Iterable[Record]) -> int:
-        """Insert or replace records (last one wins within a call); returns how many were written."""
+        """Insert or replace records (the last one of a key wins); returns the rows written (a key repeated more
+        than ``CHUNK`` records apart is written, and counted, each time)."""
         n = 0
         for chunk in chunked(records, CHUNK):
             rows = {(r["kind"], r["id"]): r for r in (_row(account, rec) for rec in chunk)}

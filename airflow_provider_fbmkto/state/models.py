@@ -14,7 +14,8 @@ from sqlalchemy import JSON, Date, DateTime, Dialect, Index, Integer, String, Te
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-#: Bumped whenever a table changes shape; stored in ``fbmkto_meta``. 2: ``fbmkto_ledger.sent_at``.
+#: Bumped whenever a table changes shape; stored in ``fbmkto_meta``.
+#: 2: ``fbmkto_ledger.sent_at``, ``fbmkto_oauth_tokens.refused``.
 SCHEMA_VERSION = 2
 
 
@@ -63,6 +64,8 @@ class OAuthToken(Base):
     conn_id: Mapped[str] = mapped_column(String(250), primary_key=True)
     ciphertext: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Why FreshBooks refused the stored refresh token (spent or revoked), until the next authorization.
+    refused: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class TokenLease(Base):

@@ -199,13 +199,28 @@ class TokenStore:
     def save(self, conn_id: str, pair: TokenPair) -> None:
         """Store ``pair`` as the current pair of ``conn_id`` (encrypted), replacing any previous one."""
         ciphertext = self._encrypt(conn_id, pair)
-        stmt = self._db.insert(OAuthToken).values(conn_id=conn_id, ciphertext=ciphertext, updated_at=utcnow())
+        stmt = self._db.insert(OAuthToken).values(
+            conn_id=conn_id, ciphertext=ciphertext, updated_at=utcnow(), refused=None
+        )
         stmt = stmt.on_conflict_do_update(
             index_elements=[OAuthToken.conn_id],
-            set_={"ciphertext": stmt.excluded.ciphertext, "updated_at": stmt.excluded.updated_at},
+            set_={"ciphertext": stmt.excluded.ciphertext, "updated_at": stmt.excluded.updated_at, "refused": None},
         )
         with self._db.write_tx() as conn:
             conn.execute(stmt)
+
+    def mark_refused(self, conn_id: str, reason: str) -> None:
+        """Remember that FreshBooks refused the stored refresh token (cleared by the next :meth:`save`)."""
+        with self._db.write_tx() as conn:
+            conn.execute(update(OAuthToken).where(OAuthToken.conn_id == conn_id).values(refused=reason[:500]))
+
+    def refused(self, conn_id: str) -> str | None:
+        """Why FreshBooks refused the stored refresh token of ``conn_id``, if it did (no key needed)."""
+        with self._db.read_tx() as conn:
+            reason: str | None = conn.execute(
+                select(OAuthToken.refused).where(OAuthToken.conn_id == conn_id)
+            ).scalar_one_or_none()
+        return reason
 
     def delete(self, conn_id: str) -> None:
         """Forget the pair of ``conn_id`` (no key needed)."""

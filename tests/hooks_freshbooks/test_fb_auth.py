@@ -141,6 +141,30 @@ def test_revoked_refresh_token_asks_to_reauthorize(authorized: FreshBooksEmulato
     assert len(authorized.token_calls()) == before + 1  # one refresh attempt, no retry loop
 
 
+def test_a_refused_refresh_is_remembered_for_the_status_page_until_reauthorized(
+    authorized: FreshBooksEmulator,
+) -> None:
+    from airflow_provider_fbmkto.plugins.status_data import token_health
+
+    db = StateDB.from_airflow()
+    now = datetime.now(timezone.utc)
+    assert token_health(db, "freshbooks_default", now=now).level == "ok"
+    authorized.revoke_refresh_tokens()
+    authorized.expire_access_tokens()
+    with pytest.raises(ReauthorizationRequired):
+        list(hook().iter_clients())
+
+    calls = len(authorized.calls)
+    health = token_health(db, "freshbooks_default", now=now)
+    assert health.level == "error"
+    assert "spent or revoked" in health.message
+    assert health.fix == "fbmkto authorize --conn-id freshbooks_default"
+    assert len(authorized.calls) == calls  # read from the state DB, FreshBooks not asked
+
+    authorize(authorized)  # a new authorization clears it
+    assert token_health(db, "freshbooks_default", now=now).level == "ok"
+
+
 def test_spent_refresh_token_from_another_store_is_reauthorization(authorized: FreshBooksEmulator) -> None:
     # Someone refreshed with the stored refresh token behind our back (e.g. a restored DB backup).
     pair = stored_pair()

@@ -225,6 +225,7 @@ def test_a_version_1_state_db_is_upgraded_in_place(db_url: str) -> None:
     db.ledger.plan("acme", "r1", [("k1", "activity", {"a": 1}, "h1")])
     with db.engine.begin() as conn:  # what a state DB written by version 1 looks like
         conn.execute(text("ALTER TABLE fbmkto_ledger DROP COLUMN sent_at"))
+        conn.execute(text("ALTER TABLE fbmkto_oauth_tokens DROP COLUMN refused"))
         conn.execute(text("DELETE FROM fbmkto_meta WHERE key = 'schema_version'"))
         conn.execute(text("INSERT INTO fbmkto_meta (key, value) VALUES ('schema_version', '1')"))
     state_db._schema_ready.clear()
@@ -232,6 +233,7 @@ def test_a_version_1_state_db_is_upgraded_in_place(db_url: str) -> None:
     db.create_all()
 
     assert "sent_at" in {c["name"] for c in inspect(db.engine).get_columns("fbmkto_ledger")}
+    assert "refused" in {c["name"] for c in inspect(db.engine).get_columns("fbmkto_oauth_tokens")}
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT value FROM fbmkto_meta WHERE key = 'schema_version'")).scalar() == "2"
     [row] = db.ledger.claim("acme", "activity", limit=10, run_id="r2")
