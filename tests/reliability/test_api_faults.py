@@ -104,11 +104,13 @@ def test_marketo_error_codes_413_and_414_mid_load_are_absorbed_or_retried_withou
       retried (Marketo never applied it);
     * activity batch 2 of 2 (1): 602 (token lost mid-load) -> new token; then 611 (may have been applied) ->
       not resent blindly: the batch is in doubt, the load fails, Airflow retries it, the retry reads the batch
-      back (not there) and sends it once;
+      back (not there), waits until Marketo can no longer apply it late (2 x ``request_timeout`` after the
+      send), reads it back again (still not there) and sends it once;
     * the retry's read-back of activities: HTTP 414 -> sent again as POST with ``_method=GET``.
     """
     with open_world(airflow_home, tmp_path, RETRYING) as w:
-        set_conn(w, "marketo_default", max_concurrency=1)  # batches one after the other: the script is exact
+        # batches one after the other: the script is exact; a 5 s request timeout bounds the late-write wait
+        set_conn(w, "marketo_default", max_concurrency=1, request_timeout=5)
         invoices = _client_with_invoices(w, "dana@initech.io", 301)
         expect = Tally({sent("dana@initech.io", inv) for inv in invoices}, {"dana@initech.io"}, {"fbmkto:initech.io"})
         script_faults(w, COMPANIES, {1: "601"})
@@ -130,7 +132,8 @@ def test_marketo_error_codes_413_and_414_mid_load_are_absorbed_or_retried_withou
             (200, [], 1),
         ]
         reads = [(c.method, c.effective_method, c.status) for c in w.mkto.calls if c.path == ACTIVITY_READS]
-        assert reads == [("GET", "GET", 414), ("POST", "GET", 200)]
+        assert reads == [("GET", "GET", 414), ("POST", "GET", 200), ("GET", "GET", 200)]  # before and after the wait
+        assert "for a late write before reading them back again" in out
         counts = expect.check(w)
         codes = ("601", "602", "604", "608", "611", "615", "502", "413", "414")
         faults = {code: marketo_answers(w, code) for code in codes}
