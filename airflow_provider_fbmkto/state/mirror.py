@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Date, Index, Integer, String, func, select
+from sqlalchemy import JSON, Date, Index, Integer, String, and_, func, or_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from airflow_provider_fbmkto.state._util import CHUNK, chunked
@@ -108,6 +108,30 @@ class FreshBooksMirror:
                 yield from_json(r.kind, r.data)
             last = rows[-1].id
 
+    def _stream_range(self, account: str, kind: str, column: Any, first: date, last: date) -> Iterator[Record]:
+        """Records with ``first <= column <= last``, in pages keyed on ``(column, id)``.
+
+        Paging on ``id`` alone lets the database walk the primary key (all of the account's records of ``kind``)
+        for every page instead of the date index; keyed on the date first, each page is a range of that index.
+        """
+        base = (
+            select(FreshBooksRecordRow.kind, FreshBooksRecordRow.id, FreshBooksRecordRow.data, column.label("at"))
+            .where(FreshBooksRecordRow.account == account, FreshBooksRecordRow.kind == kind)
+            .where(column.between(first, last))
+            .order_by(column, FreshBooksRecordRow.id)
+            .limit(CHUNK * 4)
+        )
+        query = base
+        while True:
+            with self._db.read_tx() as conn:
+                rows = conn.execute(query).all()
+            for r in rows:
+                yield from_json(r.kind, r.data)
+            if len(rows) < CHUNK * 4:
+                return
+            at, last_id = rows[-1].at, rows[-1].id
+            query = base.where(or_(column > at, and_(column == at, FreshBooksRecordRow.id > last_id)))
+
     def _base(self, account: str, kind: str) -> Any:
         return select(FreshBooksRecordRow.kind, FreshBooksRecordRow.id, FreshBooksRecordRow.data).where(
             FreshBooksRecordRow.account == account, FreshBooksRecordRow.kind == kind
@@ -120,21 +144,18 @@ class FreshBooksMirror:
 
     def invoices_created(self, account: str, first: date, last: date) -> Iterator[Invoice]:
         """Invoices whose create_date is in ``[first, last]``."""
-        q = self._base(account, "invoice").where(FreshBooksRecordRow.event_date.between(first, last))
-        for rec in self._stream(q):
+        for rec in self._stream_range(account, "invoice", FreshBooksRecordRow.event_date, first, last):
             assert isinstance(rec, Invoice)
             yield rec
 
     def invoices_due(self, account: str, first: date, last: date) -> Iterator[Invoice]:
         """Invoices whose due_date is in ``[first, last]``."""
-        q = self._base(account, "invoice").where(FreshBooksRecordRow.due_date.between(first, last))
-        for rec in self._stream(q):
+        for rec in self._stream_range(account, "invoice", FreshBooksRecordRow.due_date, first, last):
             assert isinstance(rec, Invoice)
             yield rec
 
     def payments_dated(self, account: str, first: date, last: date) -> Iterator[Payment]:
-        q = self._base(account, "payment").where(FreshBooksRecordRow.event_date.between(first, last))
-        for rec in self._stream(q):
+        for rec in self._stream_range(account, "payment", FreshBooksRecordRow.event_date, first, last):
             assert isinstance(rec, Payment)
             yield rec
 

@@ -181,10 +181,15 @@ def test_streams_past_the_page_size_without_duplicates_or_gaps(state_db: StateDB
 
     assert mirror.count(ACCT, "payment") == 4501
     streamed = [p.id for p in mirror.payments_dated(ACCT, date(2025, 3, 1), date(2025, 3, 31))]
-    assert streamed == ids  # every row once, in id order
+    # every row once, in (date, id) order: date ranges page along the date index
+    assert streamed == sorted(ids, key=lambda pid: (pid % 28, pid))
     assert [c.id for c in mirror.clients(ACCT)] == ids
 
     # A range that keeps about a third of them still pages correctly.
-    wanted = [pid for pid in ids if 1 <= pid % 28 <= 9]
+    wanted = sorted((pid for pid in ids if 1 <= pid % 28 <= 9), key=lambda pid: (pid % 28, pid))
     got = [p.id for p in mirror.payments_dated(ACCT, date(2025, 3, 2), date(2025, 3, 10))]
     assert got == wanted
+    # Many rows on one date (a page boundary inside a date): still each once.
+    mirror.upsert(ACCT, (payment(pid, 1, 1, on=date(2025, 4, 1)) for pid in range(100_000, 104_500)))
+    same_day = [p.id for p in mirror.payments_dated(ACCT, date(2025, 4, 1), date(2025, 4, 1))]
+    assert same_day == list(range(100_000, 104_500))
