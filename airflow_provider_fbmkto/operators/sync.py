@@ -54,14 +54,14 @@ class MarketoLoadRecordsOperator(FbmktoAccountOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_fbmkto.hooks.marketo import MarketoHook
-        from airflow_provider_fbmkto.pipeline.loader import Loader
+        from airflow_provider_fbmkto.pipeline.loader import load
 
         ctx = self.run_context(context)
         hook = MarketoHook(ctx.account.marketo_conn_id, state_conn_id=self.state_conn_id)
         concurrency = hook.creds.max_concurrency
         if ctx.account.pool:
             concurrency = min(concurrency, self.pool_slots)
-        result = Loader(hook, self.state, ctx, concurrency=concurrency).run()
+        result = load(hook, self.state, ctx, concurrency=concurrency)
         self.log.info("loaded %s", result)
         return result
 

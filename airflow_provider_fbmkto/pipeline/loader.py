@@ -354,6 +354,6 @@ def _activity_input(payload: dict[str, Any], lead_id: int, type_id: int) -> dict
     }
 
 
-def load(mkto: MarketoHook, db: StateDB, ctx: RunContext) -> dict[str, Any]:
+def load(mkto: MarketoHook, db: StateDB, ctx: RunContext, *, concurrency: int | None = None) -> dict[str, Any]:
     """Send the account's pending ledger rows to Marketo (see :class:`Loader`)."""
-    return Loader(mkto, db, ctx).run()
+    return Loader(mkto, db, ctx, concurrency=concurrency).run()

@@ -205,8 +205,9 @@ class _Groups:
         ordered = sorted(clients, key=lambda c: c.id)
         if self.everyone:
             return ordered
-        wanted = {self.key(c) for c in ordered if self.affected(c)}
-        return [c for c in ordered if self.key(c) in wanted]
+        keys = {c.id: self.key(c) for c in ordered}
+        wanted = {keys[c.id] for c in ordered if self.affected(c)}
+        return [c for c in ordered if keys[c.id] in wanted]
 
 
 def _chunks(packed: array[int], wanted: set[int] | None) -> Iterator[list[int]]:

@@ -95,32 +95,22 @@ class FreshBooksMirror:
         with self._db.read_tx() as conn:
             return int(conn.execute(q).scalar_one())
 
-    def _stream(self, query: Any) -> Iterator[Record]:
-        """Rows of ``query`` (ordered by kind, id) in pages keyed on id, so memory stays flat."""
-        last = -1
-        while True:
-            page = query.where(FreshBooksRecordRow.id > last).order_by(FreshBooksRecordRow.id).limit(CHUNK * 4)
-            with self._db.read_tx() as conn:
-                rows = conn.execute(page).all()
-            if not rows:
-                return
-            for r in rows:
-                yield from_json(r.kind, r.data)
-            last = rows[-1].id
+    def _stream(
+        self, account: str, kind: str, column: Any = None, first: date | None = None, last: date | None = None
+    ) -> Iterator[Record]:
+        """Records of ``kind`` (with ``first <= column <= last`` when a column is given), in pages so memory stays
+        flat: keyed on ``id``, or on ``(column, id)`` for a range.
 
-    def _stream_range(self, account: str, kind: str, column: Any, first: date, last: date) -> Iterator[Record]:
-        """Records with ``first <= column <= last``, in pages keyed on ``(column, id)``.
-
-        Paging on ``id`` alone lets the database walk the primary key (all of the account's records of ``kind``)
-        for every page instead of the date index; keyed on the date first, each page is a range of that index.
+        Paging a range on ``id`` alone lets the database walk the primary key (all of the account's records of
+        ``kind``) for every page instead of the date index; keyed on the date first, each page is a range of it.
         """
-        base = (
-            select(FreshBooksRecordRow.kind, FreshBooksRecordRow.id, FreshBooksRecordRow.data, column.label("at"))
-            .where(FreshBooksRecordRow.account == account, FreshBooksRecordRow.kind == kind)
-            .where(column.between(first, last))
-            .order_by(column, FreshBooksRecordRow.id)
-            .limit(CHUNK * 4)
-        )
+        row = FreshBooksRecordRow
+        base = select(row.kind, row.id, row.data).where(row.account == account, row.kind == kind)
+        if column is None:
+            base = base.order_by(row.id)
+        else:
+            base = base.add_columns(column.label("at")).where(column.between(first, last)).order_by(column, row.id)
+        base = base.limit(CHUNK * 4)
         query = base
         while True:
             with self._db.read_tx() as conn:
@@ -129,8 +119,9 @@ class FreshBooksMirror:
                 yield from_json(r.kind, r.data)
             if len(rows) < CHUNK * 4:
                 return
-            at, last_id = rows[-1].at, rows[-1].id
-            query = base.where(or_(column > at, and_(column == at, FreshBooksRecordRow.id > last_id)))
+            at, last_id = (None if column is None else rows[-1].at), rows[-1].id
+            after = row.id > last_id
+            query = base.where(after if column is None else or_(column > at, and_(column == at, after)))
 
     def _base(self, account: str, kind: str) -> Any:
         return select(FreshBooksRecordRow.kind, FreshBooksRecordRow.id, FreshBooksRecordRow.data).where(
@@ -138,24 +129,24 @@ class FreshBooksMirror:
         )
 
     def clients(self, account: str) -> Iterator[Client]:
-        for rec in self._stream(self._base(account, "client")):
+        for rec in self._stream(account, "client"):
             assert isinstance(rec, Client)
             yield rec
 
     def invoices_created(self, account: str, first: date, last: date) -> Iterator[Invoice]:
         """Invoices whose create_date is in ``[first, last]``."""
-        for rec in self._stream_range(account, "invoice", FreshBooksRecordRow.event_date, first, last):
+        for rec in self._stream(account, "invoice", FreshBooksRecordRow.event_date, first, last):
             assert isinstance(rec, Invoice)
             yield rec
 
     def invoices_due(self, account: str, first: date, last: date) -> Iterator[Invoice]:
         """Invoices whose due_date is in ``[first, last]``."""
-        for rec in self._stream_range(account, "invoice", FreshBooksRecordRow.due_date, first, last):
+        for rec in self._stream(account, "invoice", FreshBooksRecordRow.due_date, first, last):
             assert isinstance(rec, Invoice)
             yield rec
 
     def payments_dated(self, account: str, first: date, last: date) -> Iterator[Payment]:
-        for rec in self._stream_range(account, "payment", FreshBooksRecordRow.event_date, first, last):
+        for rec in self._stream(account, "payment", FreshBooksRecordRow.event_date, first, last):
             assert isinstance(rec, Payment)
             yield rec
 
