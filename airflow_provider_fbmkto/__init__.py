@@ -39,7 +39,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Marketo", "python-modules": ["airflow_provider_fbmkto.hooks.marketo"]},
         ],
         "operators": [
-            {"integration-name": "Marketo", "python-modules": ["airflow_provider_fbmkto.operators.sync"]},
+            {"integration-name": "Marketo", "python-modules": ["airflow_provider_fbmkto.operators.steps"]},
         ],
         "sensors": [
             {"integration-name": "FreshBooks", "python-modules": ["airflow_provider_fbmkto.sensors.freshbooks"]},
@@ -51,6 +51,39 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "plugins": [{"name": "fbmkto", "plugin-class": "airflow_provider_fbmkto.plugins.fbmkto_plugin.FbmktoPlugin"}],
         "cli": ["airflow_provider_fbmkto.cli.get_airflow_cli_commands"],
+        "config": {
+            "fbmkto": {
+                "description": "Settings the DAG file reads when Airflow parses it "
+                "(airflow_provider_fbmkto.dag_factory). Each option's FBMKTO_<OPTION> environment variable, "
+                "where set, overrides it.",
+                "options": {
+                    "retry_delay_seconds": {
+                        "description": "First retry delay of a sync task (it doubles on each retry, up to 30 "
+                        "minutes). Override: FBMKTO_RETRY_DELAY_SECONDS.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "5",
+                        "default": "60",
+                    },
+                    "export_poll_seconds": {
+                        "description": "Seconds between checks of a Marketo bulk export the reconcile task waits "
+                        "for. Override: FBMKTO_EXPORT_POLL_SECONDS.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "10",
+                        "default": "60",
+                    },
+                    "event_poll_seconds": {
+                        "description": "Seconds between checks for stored FreshBooks webhook events (the events "
+                        "DAG's sensor). Override: FBMKTO_EVENT_POLL_SECONDS.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "10",
+                        "default": "30",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_fbmkto.hooks.freshbooks.FreshBooksHook",

@@ -14,11 +14,14 @@ import json
 import os
 import shutil
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet
+
+if TYPE_CHECKING:
+    from airflow_provider_fbmkto.testing.freshbooks import FreshBooksEmulator
 
 ACCOUNT = "demo"
 DAG_ID = f"fbmkto_sync__{ACCOUNT}"
@@ -39,11 +42,27 @@ accounts:
 """
 
 
-def _dags_folder() -> Path:
-    here = Path(__file__).resolve().parents[1] / "dags"
-    if not (here / "freshbooks_to_marketo.py").exists():
-        raise FileNotFoundError(f"the demo runs the DAG file of a source checkout; {here} has none")
-    return here
+def _dags_folder(home: Path) -> Path:
+    """The demo's DAGs folder: the package's DAG files, copied as ``fbmkto init-dags`` copies them."""
+    from airflow_provider_fbmkto.bundled import init_dags
+
+    folder = home / "dags"
+    init_dags(folder)
+    return folder
+
+
+def demo_freshbooks(today: date) -> FreshBooksEmulator:
+    """The FreshBooks emulator with the demo business dated relative to ``today``, the UTC date the demo's
+    latest daily window ends on (the account runs in UTC): that window then always holds the business's
+    yesterday, whatever the hour. The seed's own default, the emulator's US/Eastern today, is the day before
+    between midnight UTC and midnight Eastern, and the latest window would be one without activities.
+    """
+    from airflow_provider_fbmkto.testing.freshbooks import FreshBooksEmulator
+    from airflow_provider_fbmkto.testing.freshbooks.seed import seed
+
+    fb = FreshBooksEmulator()
+    seed(fb.model, "demo", as_of=today)
+    return fb
 
 
 def _say(text: str) -> None:
@@ -53,7 +72,6 @@ def _say(text: str) -> None:
 def run(*, home: Path | None = None, backfill_days: int = 7) -> int:
     from airflow_provider_fbmkto.cli import main as fbmkto
     from airflow_provider_fbmkto.testing.airflow_stack import AirflowStack
-    from airflow_provider_fbmkto.testing.freshbooks import FreshBooksEmulator
     from airflow_provider_fbmkto.testing.marketo import MarketoEmulator
 
     started = time.monotonic()
@@ -68,7 +86,7 @@ def run(*, home: Path | None = None, backfill_days: int = 7) -> int:
 
     _say("starting the FreshBooks and Marketo emulators")
     with (
-        FreshBooksEmulator(seed="demo") as fb,
+        demo_freshbooks(today) as fb,
         MarketoEmulator(lists={PAID_LIST: "FB Paid", OVERDUE_LIST: "FB Overdue"}) as mkto,
     ):
         print(f"FreshBooks emulator {fb.url} (demo business), Marketo emulator {mkto.url}")
@@ -90,7 +108,7 @@ def run(*, home: Path | None = None, backfill_days: int = 7) -> int:
         if fbmkto(["authorize", "--conn-id", "freshbooks_demo", "--code", fb.issue_code()]):
             return 1
 
-        stack = AirflowStack(home, _dags_folder(), env)
+        stack = AirflowStack(home, _dags_folder(home), env)
         with stack:
             _say("migrating the embedded Airflow and starting scheduler, dag-processor and api-server")
             stack.migrate()

@@ -41,6 +41,8 @@ def marketo_kind(call: Any) -> tuple[str, str | None, int]:
     if path.startswith("/identity/"):
         return "token", None, 0
     if path == "/rest/v1/companies.json" and method == "POST":
+        if isinstance(call.body, dict) and call.body.get("action") == "updateOnly":
+            return "metadata", None, 0  # the weekly "are companies writable?" probe (one record, no company)
         return "company", "company", _inputs(call.body)
     if path == "/rest/v1/leads.json":
         if method == "GET":
@@ -59,6 +61,10 @@ def marketo_kind(call: Any) -> tuple[str, str | None, int]:
         return "bulk_export", None, 0
     if path in ("/rest/v1/activities.json", "/rest/v1/activities/pagingtoken.json"):
         return "activity_read", None, 0
+    if path == "/rest/v1/activities/leadchanges.json":
+        return "lead_changes", None, 0  # reconcile's change feed: as many pages as changes, no minimum
+    if path == "/rest/v1/companies.json":
+        return "company_read", None, 0  # reconcile's read-back of company names (GET)
     return "metadata", None, 0
 
 
@@ -131,6 +137,8 @@ def tally_freshbooks(calls: Iterable[Any], records: Mapping[str, int]) -> CallTa
     for call in calls:
         kind = freshbooks_kind(call)
         tally.calls[kind] += 1
+        if kind == "invoice" and "search[invoiceids][]" in (call.query or {}):
+            tally.calls["invoice_by_id"] += 1  # of the invoice calls: extract's refresh of paid invoices
         if call.status != 200:
             tally.rejected += 1
     for kind in FRESHBOOKS_KINDS:

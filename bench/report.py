@@ -9,12 +9,25 @@ from typing import Any
 
 #: the targets of the benchmark issue
 CALL_SLACK = 1.02
-FLOOR_SLACK = 1.2
+#: issue #19 item 2: a large load within 1.15x Marketo's rate-limit floor (it was 1.2)
+FLOOR_SLACK = 1.15
+#: the floor ratio means something only when the load spans several of Marketo's 20 s windows: below this
+#: floor (emulated seconds; 300 minimum calls) the task's start-up and preflight, a second or two that do not
+#: grow with the load, are most of the ratio
+LARGE_LOAD_FLOOR = 60.0
+#: calls a run makes besides its record calls and token calls (preflight and metadata reads, the weekly company
+#: probe, reconcile's feed/export and read-backs): a fixed number per run, not per record
+FIXED_CALLS = 20
+#: issue #19 item 3: the map task's CPU seconds at 1M records
+MAP_CPU_SECONDS = 130.0
+MAP_CPU_AT_RECORDS = 1_000_000
 RSS_LIMIT_MB = 200.0
 RSS_AT_RECORDS = 1_000_000
 SMALL_SYNC_CALLS = 100
 #: a small sync's Marketo span may exceed its calls' own time by this much (ledger work between calls)
 SMALL_SYNC_SLACK = 1.5
+#: the steady state's reconcile reads the change feed: at most this many Marketo calls (besides token calls)
+STEADY_RECONCILE_CALLS = 3
 
 
 def machine() -> dict[str, Any]:
@@ -41,8 +54,11 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def _target(name: str, scenario: str, value: float | None, limit: float, note: str = "") -> dict[str, Any]:
-    ok = value is not None and value <= limit
+def _target(
+    name: str, scenario: str, value: float | None, limit: float, note: str = "", *, applies: bool = True
+) -> dict[str, Any]:
+    """One target; ``applies=False`` (the run is too small for it, said in ``note``): ``ok`` is None."""
+    ok: bool | None = (value is not None and value <= limit) if applies else None
     return {"target": name, "scenario": scenario, "value": value, "limit": round(limit, 4), "ok": ok, "note": note}
 
 
@@ -55,14 +71,28 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         s = scen["full_load"]
         mk = s["marketo"]
         judged_min = mk["write_minimum"] + mk["read_minimum"]
-        non_token = mk["all_calls"] - mk["token_calls"]
+        record_calls = mk["write_calls"] + mk["read_calls"]
+        fixed = mk["all_calls"] - mk["token_calls"] - record_calls
+        record_kinds = ("token", "company", "lead", "activity", "list", "campaign", "lead_read", "activity_read")
+        fixed_kinds = {k: v for k, v in mk["calls"].items() if k not in record_kinds and v}
         out.append(
             _target(
-                "first full load: Marketo calls (all but token calls) / minimum",
+                "first full load: Marketo record calls (writes, reads by filter) / minimum",
                 "full_load",
-                round(non_token / judged_min, 4) if judged_min else None,
+                round(record_calls / judged_min, 4) if judged_min else None,
                 CALL_SLACK,
-                f"{non_token} calls ({mk['token_calls']} token calls besides) for a minimum of {judged_min}",
+                f"{record_calls} record calls for a minimum of {judged_min}; besides them {fixed} per-run calls "
+                f"(next target) and {mk['token_calls']} token calls",
+            )
+        )
+        out.append(
+            _target(
+                f"first full load: Marketo calls per run besides record and token calls <= {FIXED_CALLS}",
+                "full_load",
+                fixed,
+                FIXED_CALLS,
+                f"{fixed_kinds} (preflight and metadata reads, reconcile's export or feed and read-backs): the same "
+                "number at any size",
             )
         )
         fb = s["freshbooks"]
@@ -76,14 +106,35 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
         t = s["time"]
+        large = t["floor_emulated_seconds"] >= LARGE_LOAD_FLOOR
         out.append(
             _target(
-                "large load: Marketo phase (load) wall time / rate-limit floor",
+                f"large load (floor >= {LARGE_LOAD_FLOOR:g} emulated s): Marketo phase (load) wall time / rate-limit "
+                "floor",
                 "full_load",
                 t["load_vs_floor"],
                 FLOOR_SLACK,
                 f"load {t['phases']['load']['emulated_seconds']} emulated s, floor {t['floor_emulated_seconds']} s; "
-                f"whole run {t['total_emulated_seconds']} emulated s ({t['total_vs_floor']} x floor)",
+                f"whole run {t['total_emulated_seconds']} emulated s ({t['total_vs_floor']} x floor)"
+                + (
+                    ""
+                    if large
+                    else f"; not judged: a floor under {LARGE_LOAD_FLOOR:g} s is mostly the task's start-up, which "
+                    "does not grow with the load"
+                ),
+                applies=large,
+            )
+        )
+        map_cpu = t["phases"]["map"].get("cpu_seconds")
+        out.append(
+            _target(
+                "first full load: map task CPU seconds (at 1M records)",
+                "full_load",
+                map_cpu,
+                MAP_CPU_SECONDS,
+                f"{records:,} records; map wall {t['phases']['map']['seconds']} s"
+                + ("" if records >= MAP_CPU_AT_RECORDS else "; judged at 1M records only"),
+                applies=records >= MAP_CPU_AT_RECORDS,
             )
         )
     if "steady_state" in scen:
@@ -112,6 +163,17 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{doc['seeded']['clients']} leads",
             )
         )
+        rec = s["reconcile"]
+        feed = _target(
+            "steady reconcile calls <= 3 and no export when nothing changed in Marketo",
+            "steady_state",
+            rec["calls"],
+            STEADY_RECONCILE_CALLS,
+            f"{rec['calls']} calls ({rec['calls_by_kind']}), {rec['bulk_export_calls']} bulk export calls, "
+            f"{rec['seconds']} s ({rec['emulated_seconds']} emulated s); Marketo changed only by this run's load",
+        )
+        feed["ok"] = feed["ok"] and rec["bulk_export_calls"] == 0
+        out.append(feed)
     if "backfill" in scen:
         small = [
             r
@@ -172,9 +234,17 @@ def table(doc: dict[str, Any]) -> str:
             f"{(s['throughput']['marketo_records_per_s'] or 0):>8.0f}{s['memory']['peak_rss_mb']:>8.1f}"
         )
     for name, s in doc["scenarios"].items():
-        phases = ", ".join(f"{k} {v['seconds']:.1f}s" for k, v in s["time"]["phases"].items())
-        lines.append(f"  {name} phases (real): {phases}; deferred {s['time']['deferred_seconds']:.1f}s")
+        phases = ", ".join(
+            f"{k} {v['seconds']:.1f}s ({v.get('cpu_seconds', 0):.1f} cpu)" for k, v in s["time"]["phases"].items()
+        )
+        lines.append(f"  {name} phases (real, cpu): {phases}; deferred {s['time']['deferred_seconds']:.1f}s")
+        rec = s.get("reconcile")
+        if rec:
+            lines.append(
+                f"  {name} reconcile: {rec['calls']} Marketo calls ({rec['bulk_export_calls']} bulk export), "
+                f"{rec['seconds']:.1f}s ({rec['emulated_seconds']:.1f} emulated s)"
+            )
     for t in doc["targets"]:
-        mark = "ok  " if t["ok"] else "MISS"
+        mark = "n/a " if t["ok"] is None else "ok  " if t["ok"] else "MISS"
         lines.append(f"  [{mark}] {t['scenario']}: {t['target']}: {t['value']} (limit {t['limit']}) {t['note']}")
     return "\n".join(lines)

@@ -26,6 +26,8 @@ class Phase:
     task_seconds: float
     rss_peak_kb: int
     deferred_seconds: float = 0.0
+    #: CPU seconds (user + system, every thread) of the task process(es), the trigger's not included
+    cpu_seconds: float = 0.0
     marketo: CallTally = field(default_factory=CallTally)
     fb_calls: int = 0
     #: From the first Marketo call's arrival to the last one's answer (0 without calls), real seconds.
@@ -78,6 +80,7 @@ def run_dag(
         started = time.perf_counter()
         answer = worker.send({**base, "op": "task", "task": task, "xcom": xcom})
         task_seconds, peak, deferred = float(answer["seconds"]), int(answer["rss_peak_kb"]), 0.0
+        cpu = float(answer.get("cpu_seconds", 0.0))
         while "deferred" in answer:
             waited = time.perf_counter()
             event = worker.send({"op": "trigger", "trigger": answer["deferred"]["trigger"]})["result"]
@@ -93,6 +96,7 @@ def run_dag(
                 }
             )
             task_seconds += float(answer["seconds"])
+            cpu += float(answer.get("cpu_seconds", 0.0))
             peak = max(peak, int(answer["rss_peak_kb"]))
         xcom[task] = answer["result"]
         phases[task] = Phase(
@@ -100,6 +104,7 @@ def run_dag(
             task_seconds=task_seconds,
             rss_peak_kb=peak,
             deferred_seconds=deferred,
+            cpu_seconds=cpu,
             marketo=tally_marketo(mk_calls[mk0:]),
             fb_calls=len(fb_calls) - fb0,
             marketo_span=_span(mk_calls[mk0:]),

@@ -104,6 +104,7 @@ def summarize(scenario: Scenario, world: World) -> dict[str, Any]:
     marketo, freshbooks = CallTally(), CallTally()
     phase_seconds: dict[str, float] = defaultdict(float)
     phase_task_seconds: dict[str, float] = defaultdict(float)
+    phase_cpu: dict[str, float] = defaultdict(float)
     deferred = 0.0
     phase_peak: dict[str, int] = defaultdict(int)
     phase_calls: dict[str, Counter[str]] = defaultdict(Counter)
@@ -113,6 +114,7 @@ def summarize(scenario: Scenario, world: World) -> dict[str, Any]:
         for task, phase in run.phases.items():
             phase_seconds[task] += phase.seconds
             phase_task_seconds[task] += phase.task_seconds
+            phase_cpu[task] += phase.cpu_seconds
             deferred += phase.deferred_seconds
             phase_peak[task] = max(phase_peak[task], phase.rss_peak_kb)
             phase_calls[task].update(phase.marketo.calls)
@@ -152,6 +154,7 @@ def summarize(scenario: Scenario, world: World) -> dict[str, Any]:
                     "seconds": _round(phase_seconds[task], 3),
                     "emulated_seconds": _round(phase_seconds[task] / ts),
                     "in_task_seconds": _round(phase_task_seconds[task], 3),
+                    "cpu_seconds": _round(phase_cpu[task], 3),
                     "marketo_calls": sum(phase_calls[task].values()),
                 }
                 for task in TASKS
@@ -179,6 +182,14 @@ def summarize(scenario: Scenario, world: World) -> dict[str, Any]:
             "freshbooks_records_per_s": _round(fb_records / total, 1) if total else None,
             "marketo_records_per_s": _round(mk_records / total, 1) if total else None,
             "marketo_records_per_emulated_s": _round(mk_records / (total / ts), 1) if total else None,
+        },
+        "reconcile": {
+            "calls": sum(phase_calls["reconcile"].values()) - phase_calls["reconcile"]["token"],
+            "token_calls": phase_calls["reconcile"]["token"],
+            "bulk_export_calls": phase_calls["reconcile"]["bulk_export"],
+            "calls_by_kind": dict(sorted(phase_calls["reconcile"].items())),
+            "seconds": _round(phase_seconds["reconcile"], 3),
+            "emulated_seconds": _round(phase_seconds["reconcile"] / ts),
         },
         **scenario.notes,
     }

@@ -77,9 +77,9 @@ def _context(cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operator(cmd: dict[str, Any]) -> Any:
-    from airflow_provider_fbmkto.operators import sync
+    from airflow_provider_fbmkto.operators import steps
 
-    cls = getattr(sync, OPERATORS[cmd["task"]])
+    cls = getattr(steps, OPERATORS[cmd["task"]])
     kwargs: dict[str, Any] = {"task_id": cmd["task"], "account": cmd["account"], "config_path": cmd["config"]}
     if cmd["task"] == "reconcile" and cmd.get("poll_interval") is not None:
         kwargs["poll_interval"] = float(cmd["poll_interval"])
@@ -158,6 +158,42 @@ def _trace_rss(every: float, label: str) -> None:
     threading.Thread(target=sample, daemon=True).start()
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process (every thread) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _profiler(cmd: dict[str, Any]) -> Any:
+    """A ``cProfile.Profile`` when ``BENCH_PROFILE`` names this task (``BENCH_PROFILE=map,load``) and
+    ``BENCH_PROFILE_DIR`` says where its ``<run_id>.<task>.prof`` goes; else None."""
+    wanted = {t.strip() for t in os.environ.get("BENCH_PROFILE", "").split(",") if t.strip()}
+    if cmd.get("op") != "task" or cmd.get("task") not in wanted or not os.environ.get("BENCH_PROFILE_DIR"):
+        return None
+    import cProfile
+
+    if os.environ.get("BENCH_PROFILE_THREADS"):
+        _profile_threads(os.environ["BENCH_PROFILE_DIR"], f"{cmd.get('run_id')}.{cmd['task']}")
+    return cProfile.Profile()
+
+
+def _profile_threads(folder: str, prefix: str) -> None:
+    """Profile every thread this task starts too (``BENCH_PROFILE_THREADS=1``): one ``.prof`` per thread."""
+    import cProfile
+    import threading
+
+    original = threading.Thread.run
+
+    def run(self: threading.Thread) -> None:
+        profile = cProfile.Profile()
+        try:
+            profile.runcall(original, self)
+        finally:
+            profile.dump_stats(os.path.join(folder, f"{prefix}.thread-{self.name}.prof"))
+
+    threading.Thread.run = run  # type: ignore[method-assign]
+
+
 def in_child(handler: Callable[[dict[str, Any]], dict[str, Any]], cmd: dict[str, Any]) -> dict[str, Any]:
     """Run ``handler(cmd)`` in a forked child; return its answer with the child's time and peak RSS."""
     read_end, write_end = os.pipe()
@@ -168,13 +204,17 @@ def in_child(handler: Callable[[dict[str, Any]], dict[str, Any]], cmd: dict[str,
         if os.environ.get("BENCH_TRACE_RSS"):
             _trace_rss(float(os.environ["BENCH_TRACE_RSS"]), str(cmd.get("task") or cmd.get("op")))
         rss_start, _ = rss_kb()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
+        profile = _profiler(cmd)
         try:
-            answer = handler(cmd)
+            answer = handler(cmd) if profile is None else profile.runcall(handler, cmd)
         except BaseException as exc:  # everything is reported to the harness
             answer = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
             code = 1
         answer["seconds"] = time.perf_counter() - started
+        answer["cpu_seconds"] = _cpu_seconds() - cpu_started
+        if profile is not None:
+            profile.dump_stats(os.path.join(os.environ["BENCH_PROFILE_DIR"], f"{cmd.get('run_id')}.{cmd['task']}.prof"))
         _, peak = rss_kb()
         answer["rss_start_kb"], answer["rss_peak_kb"] = rss_start, peak
         data = json.dumps(answer, default=str).encode()
@@ -198,7 +238,7 @@ def serve() -> int:
     import airflow_provider_fbmkto.cli
     import airflow_provider_fbmkto.hooks.freshbooks
     import airflow_provider_fbmkto.hooks.marketo
-    import airflow_provider_fbmkto.operators.sync
+    import airflow_provider_fbmkto.operators.steps
     import airflow_provider_fbmkto.pipeline.extract
     import airflow_provider_fbmkto.pipeline.loader
     import airflow_provider_fbmkto.pipeline.planner

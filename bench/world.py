@@ -75,6 +75,7 @@ class Settings:
     :param steady_fraction: share of clients, invoices and payments changed before the steady-state run.
     :param seed: the generator's seed (same seed and sizes → same data).
     :param calls_per_window: the Marketo connection's ``calls_per_window`` (None: the hook's default).
+    :param payment_touches_invoice: the FreshBooks emulator's switch of that name (undocumented by FreshBooks).
     """
 
     records: int = 100_000
@@ -84,6 +85,7 @@ class Settings:
     steady_fraction: float = 0.01
     seed: str = "bench"
     calls_per_window: int | None = None
+    payment_touches_invoice: bool = True
 
     @property
     def clients(self) -> int:
@@ -278,8 +280,8 @@ class _FieldIndex:
         items = self.store.items
         return [items[i] for i in sorted(buckets.get(str(value).lower(), ())) if i in items]
 
-    def indexed_upsert(self, record: Any, *, action: str, key: str) -> Any:
-        result = self.upsert(record, action=action, key=key)
+    def indexed_upsert(self, record: Any, *, action: str, key: str, **options: Any) -> Any:
+        result = self.upsert(record, action=action, key=key, **options)  # options: partition, refusals
         entity = result[1]
         if entity is not None:
             for name, (buckets, of) in self.by_field.items():
@@ -367,7 +369,7 @@ def build_world(settings: Settings, workdir: Path | None = None) -> World:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="fbmkto-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     today = _eastern_today()
-    fb = FreshBooksEmulator()
+    fb = FreshBooksEmulator(payment_touches_invoice=settings.payment_touches_invoice)
     seeded = seed_freshbooks(
         fb.model,
         settings.seed,

@@ -5,7 +5,7 @@ Accounts with a configuration error get no DAG; ``fbmkto_config_check.py`` repor
 
 from __future__ import annotations
 
-from airflow_provider_fbmkto.operators.factory import build_dags
+from airflow_provider_fbmkto.dag_factory import build_dags
 
 _dags, _errors = build_dags(__file__)
 globals().update(_dags)

@@ -22,7 +22,7 @@ from airflow_provider_fbmkto import __version__
 from airflow_provider_fbmkto.exceptions import FbmktoError
 
 #: Modules that each define ``register(subparsers) -> None``; every subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = ("emulate", "freshbooks", "marketo", "pipeline", "docs")
+COMMAND_MODULES = ("emulate", "freshbooks", "marketo", "pipeline", "docs", "owners")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 
 The keys come from the parser's schema (:data:`airflow_provider_fbmkto.sync.config_fields.SCHEMA`: exactly the
 keys the loader accepts), types and defaults from the frozen dataclasses the loader builds
-(:class:`~airflow_provider_fbmkto.sync.config.AccountConfig` and its parts), descriptions from those
+(:class:`~airflow_provider_fbmkto.sync.config_schema.AccountConfig` and its parts), descriptions from those
 dataclasses' ``:param …:`` docs, completed by :data:`EXTRA_DOCS` for the few small dataclasses without them.
 A schema key without a description is an error, so the reference cannot silently fall behind the code;
 ``--check`` fails when the committed file differs from what the code generates.
@@ -48,12 +48,42 @@ EXTRA_DOCS = {
     "activity_types.invoice_sent": "apiName of the *Invoice Sent* custom activity type.",
     "activity_types.payment_received": "apiName of the *Payment Received* custom activity type.",
     "activity_types.invoice_overdue": "apiName of the *Invoice Overdue* custom activity type.",
+    "marketo.lead_fields": (
+        "Lead fact → API name of the customer's lead field, or `null` to never write it; facts not named keep "
+        "their default: {lead_fields}. The `company_*` facts are written onto leads where companies are not "
+        "(`companies: lead_fields`, or `auto` on a CRM-synced instance). `fbmkto setup-marketo` creates the "
+        "custom ones that are missing."
+    ),
+    "marketo.company_fields": (
+        "Company fact → API name of the customer's company field, or `null`; defaults: {company_fields}. "
+        "Company fields are created by an admin in Marketo (the API cannot); the preflight checks they exist."
+    ),
+    "marketo.leads.create": (
+        "`false` = update only (Marketo `updateOnly`): people already in Marketo get fields, activities and list "
+        "membership; the others wait in the ledger as *no lead in Marketo* and go through on a later run once the "
+        "person exists. For instances licensed by database size."
+    ),
+    "marketo.leads.partition": "Lead partition (`partitionName`) new leads are created in.",
+    "marketo.leads.shared": (
+        "`true` = this account shares its people with the other accounts writing the same Marketo: a person another "
+        "account wrote first (its owner) is updated by this one too, when the owner says `shared: true` as well; "
+        "only the owner ever creates it. Otherwise this account's writes for that person (lead, activities, list "
+        "membership) are held as *owned by account …*."
+    ),
+    "marketo.companies": (
+        "`auto`: write companies, and where Marketo refuses them (CRM-synced, `1018`) put the company facts on "
+        "lead fields; `write`: companies only; `lead_fields`: never write companies, facts on lead fields; `off`."
+    ),
 }
 
 #: Defaults the dataclasses express as ``None`` but the sync fills in (key path -> shown default).
 EFFECTIVE_DEFAULTS = {
     "staging_url": "`$AIRFLOW_HOME/fbmkto/staging`",
     "pool": "none (Airflow's default pool)",
+    "marketo.lead_fields": "the provider's names",
+    "marketo.company_fields": "the provider's names",
+    "marketo.companies": "`auto`",
+    "alerts.notify[].kwargs": "none",
 }
 
 EXAMPLE = """\
@@ -104,10 +134,13 @@ def _type_name(annotation: str) -> str:
     names = {
         "str": "text",
         "int": "integer",
+        "float": "number",
         "bool": "`true` / `false`",
         "date": 'date text `"YYYY-MM-DD"`',
         "tuple[Rule, ...]": "list of rules",
         "frozenset[str]": "list of domains",
+        "CompaniesMode": "`auto` / `write` / `lead_fields` / `off`",
+        "tuple[NotifierSpec, ...]": "list of notifiers",
     }
     return names.get(plain, "mapping")
 
@@ -131,14 +164,17 @@ def _default(f: dataclasses.Field[Any], path: str) -> str:
 
 def _classes() -> dict[str, type]:
     """Schema path prefix -> the dataclass holding those keys."""
-    from airflow_provider_fbmkto.sync.config import (
+    from airflow_provider_fbmkto.sync.config_schema import (
         AccountConfig,
         ActivityTypesConfig,
+        AlertsConfig,
         MatchingConfig,
+        NotifierSpec,
         ReconcileConfig,
-        Rule,
         SegmentsConfig,
     )
+    from airflow_provider_fbmkto.sync.marketo_fit import LeadPolicy, MarketoFit
+    from airflow_provider_fbmkto.sync.matching import Rule
 
     return {
         "": AccountConfig,
@@ -147,6 +183,10 @@ def _classes() -> dict[str, type]:
         "segments": SegmentsConfig,
         "activity_types": ActivityTypesConfig,
         "reconcile": ReconcileConfig,
+        "marketo": MarketoFit,
+        "marketo.leads": LeadPolicy,
+        "alerts": AlertsConfig,
+        "alerts.notify[]": NotifierSpec,
     }
 
 
@@ -171,10 +211,10 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
             f = fields.get(key)
             if f is None:
                 raise ConfigError(f"config reference: schema key {path!r} is not a field of {cls.__name__}")
-            text = EXTRA_DOCS.get(path, "").format(free_mail=_free_mail_sample()) or docs.get(key)
+            text = EXTRA_DOCS.get(path, "").format(free_mail=_free_mail_sample(), **_field_defaults()) or docs.get(key)
             if not text:
                 raise ConfigError(f"config reference: {path!r} has no description; add a :param {key}: doc")
-            kind = "list of rules" if isinstance(sub, list) else _type_name(str(f.type))
+            kind = _type_name(str(f.type))
             rows.append((path, kind, _default(f, path), text))
             if isinstance(sub, dict):
                 walk(sub, path)
@@ -183,6 +223,15 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
 
     walk(SCHEMA, "")
     return rows
+
+
+def _field_defaults() -> dict[str, str]:
+    from airflow_provider_fbmkto.sync.marketo_fit import DEFAULT_COMPANY_FIELDS, DEFAULT_LEAD_FIELDS
+
+    return {
+        "lead_fields": ", ".join(f"`{k}` → `{v}`" for k, v in DEFAULT_LEAD_FIELDS.items()),
+        "company_fields": ", ".join(f"`{k}` → `{v}`" for k, v in DEFAULT_COMPANY_FIELDS.items()),
+    }
 
 
 def _free_mail_sample() -> str:
@@ -198,7 +247,7 @@ def _cell(text: str) -> str:
 
 def render_reference() -> str:
     """The whole Markdown page (deterministic: the same code gives the same bytes)."""
-    from airflow_provider_fbmkto.sync.config import CONFIG_ENV, DEFAULT_CONFIG_NAME
+    from airflow_provider_fbmkto.sync.config_schema import CONFIG_ENV, DEFAULT_CONFIG_NAME
 
     lines = [
         "# Account config reference",

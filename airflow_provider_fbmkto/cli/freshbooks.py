@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from airflow_provider_fbmkto.cli import accounts
 from airflow_provider_fbmkto.exceptions import AuthError, ConfigError
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def register(sub: Any) -> None:
     p.add_argument("--conn-id", default="freshbooks_default", help="the freshbooks connection")
     p.add_argument("--code", help="an authorization code (non-interactive)")
     p.add_argument("--redirect-url", help="the full URL FreshBooks redirected to (non-interactive)")
-    p.add_argument("--state-conn-id", default="fbmkto_state", help="connection of the state DB")
+    accounts.add_state_conn_argument(p)
     p.set_defaults(func=run_authorize)
 
     w = sub.add_parser("webhooks", help="manage FreshBooks webhook callbacks")
@@ -54,7 +55,7 @@ def register(sub: Any) -> None:
     dele.set_defaults(func=run_delete)
     for action in (reg, ver, lst, dele):
         action.add_argument("--conn-id", default="freshbooks_default", help="the freshbooks connection")
-        action.add_argument("--state-conn-id", default="fbmkto_state", help="connection of the state DB")
+        accounts.add_state_conn_argument(action)
 
 
 def _hook(args: argparse.Namespace) -> FreshBooksHook:
@@ -110,14 +111,8 @@ def run_authorize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verifiers(hook: FreshBooksHook) -> Any:
-    from airflow_provider_fbmkto.plugins.verifiers import WebhookVerifiers
-
-    return WebhookVerifiers(hook.state)
-
-
 def _complete(hook: FreshBooksHook, callback_id: int, wait: float, conn_id: str) -> bool:
-    verifiers = _verifiers(hook)
+    verifiers = hook.state.verifiers
     deadline = time.monotonic() + max(wait, 0.0)
     while True:
         found = verifiers.pending(str(callback_id))
@@ -167,6 +162,6 @@ def run_list(args: argparse.Namespace) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     hook = _hook(args)
     hook.delete_webhook(args.id)
-    _verifiers(hook).forget(str(args.id))
+    hook.state.verifiers.forget(str(args.id))
     print(f"deleted callback {args.id}")
     return 0

@@ -12,9 +12,7 @@ on the converted ``updated`` -- correct across both DST changes.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -23,17 +21,19 @@ import requests
 from airflow.sdk import BaseHook
 
 from airflow_provider_fbmkto.exceptions import ApiError, ConfigError, FbmktoError
+from airflow_provider_fbmkto.hooks.connection_values import mask
 from airflow_provider_fbmkto.hooks.freshbooks_auth import (
     FreshBooksCreds,
     TokenManager,
     account_id_from_identity,
     businesses,
-    mask,
 )
 from airflow_provider_fbmkto.hooks.freshbooks_errors import api_error
+from airflow_provider_fbmkto.hooks.freshbooks_paging import paged
 from airflow_provider_fbmkto.hooks.freshbooks_records import parse_client, parse_invoice, parse_payment
-from airflow_provider_fbmkto.hooks.freshbooks_webhooks import WebhookMethods
+from airflow_provider_fbmkto.hooks.freshbooks_webhooks import FreshBooksWebhooks, Webhook
 from airflow_provider_fbmkto.http import HttpClient, RetryPolicy
+from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID
 from airflow_provider_fbmkto.sync.records import Client, Invoice, Payment
 from airflow_provider_fbmkto.sync.window import Window, search_days
 
@@ -66,7 +66,12 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
-class FreshBooksHook(WebhookMethods, BaseHook):
+def _id_chunks(ids: list[int]) -> Iterator[Params]:
+    for start in range(0, len(ids), IDS_PER_REQUEST):
+        yield [("search[invoiceids][]", int(i)) for i in ids[start : start + IDS_PER_REQUEST]]
+
+
+class FreshBooksHook(BaseHook):
     """Read FreshBooks clients, invoices and payments; manage webhooks.
 
     :param freshbooks_conn_id: the ``freshbooks`` connection (login = client id, password = client secret,
@@ -91,7 +96,7 @@ class FreshBooksHook(WebhookMethods, BaseHook):
         freshbooks_conn_id: str = default_conn_name,
         *,
         state: StateDB | None = None,
-        state_conn_id: str = "fbmkto_state",
+        state_conn_id: str = DEFAULT_CONN_ID,
         per_page: int = MAX_PER_PAGE,
         page_concurrency: int = PAGE_CONCURRENCY,
         policy: RetryPolicy | None = None,
@@ -223,45 +228,16 @@ class FreshBooksHook(WebhookMethods, BaseHook):
         return f"/accounting/account/{self.account_id}/{tail}"
 
     def _pages(self, path: str, key: str, params: Params, *, what: str, scope: str | None) -> Iterator[dict[str, Any]]:
-        """Objects of a list endpoint, page by page, in order.
+        """Objects of a list endpoint, page by page, in order (see :func:`.freshbooks_paging.paged`).
 
-        The first page tells how many there are; the rest are fetched up to ``page_concurrency`` at a time
-        (each page waits mostly on the network), so at most that many pages are in memory.
+        Every request names ``per_page``: FreshBooks' default page size (documented as 15) is never relied on.
         """
 
         def fetch(page: int) -> dict[str, Any]:
             query = [*params, ("page", page), ("per_page", self.per_page)]
             return self._result(self._json("GET", path, what=what, scope=scope, params=query), what)
 
-        first = fetch(1)
-        items = first.get(key) or []
-        yield from items
-        pages = int(first.get("pages") or 1)
-        if not items or pages <= 1:
-            return
-        if self.page_concurrency == 1:
-            for page in range(2, pages + 1):
-                result = fetch(page)
-                items = result.get(key) or []
-                yield from items
-                if not items or page >= int(result.get("pages") or 1):
-                    return
-            return
-        with ThreadPoolExecutor(self.page_concurrency, thread_name_prefix="fbmkto-fb-pages") as pool:
-            ahead: deque[Future[dict[str, Any]]] = deque()
-            following = 2
-            try:
-                while ahead or following <= pages:
-                    while following <= pages and len(ahead) < self.page_concurrency:
-                        ahead.append(pool.submit(fetch, following))
-                        following += 1
-                    items = ahead.popleft().result().get(key) or []
-                    yield from items
-                    if not items:  # the listing shrank while we paged: nothing further
-                        return
-            finally:
-                for future in ahead:
-                    future.cancel()
+        return paged(fetch, key, self.page_concurrency)
 
     # -- identity ----------------------------------------------------------------------------------------
 
@@ -339,7 +315,8 @@ class FreshBooksHook(WebhookMethods, BaseHook):
     ) -> Iterator[Invoice]:
         """Invoices updated in the window (same rules as :meth:`iter_clients`).
 
-        :param invoice_ids: only these invoices (e.g. re-fetching webhook events), requested 100 ids at a time.
+        :param invoice_ids: only these invoices (e.g. refreshing the invoices of changed payments), requested
+            100 ids a call; with ``include_deleted`` the ids not found are then asked for among deleted ones.
         """
         if invoice_ids is None:
             return self._iter("invoice", [], updated_since, updated_until, include_deleted)
@@ -348,9 +325,17 @@ class FreshBooksHook(WebhookMethods, BaseHook):
     def _iter_ids(
         self, ids: list[int], since: datetime | None, until: datetime | None, include_deleted: bool
     ) -> Iterator[Invoice]:
-        for start in range(0, len(ids), IDS_PER_REQUEST):
-            chunk = [("search[invoiceids][]", int(i)) for i in ids[start : start + IDS_PER_REQUEST]]
-            yield from self._iter("invoice", chunk, since, until, include_deleted)
+        """The invoices of ``ids``, ``IDS_PER_REQUEST`` ids a call; deleted ones (``include_deleted``) are asked
+        for afterwards, only among the ids the first calls did not return (mostly none: no extra call)."""
+        wanted = sorted(set(ids))
+        missing: set[int] = set(wanted)
+        for chunk in _id_chunks(wanted):
+            for invoice in self._iter("invoice", chunk, since, until, False):
+                missing.discard(invoice.id)
+                yield invoice
+        if include_deleted:
+            for chunk in _id_chunks(sorted(missing)):
+                yield from self._iter("invoice", [*chunk, ("search[vis_state]", 1)], since, until, False)
 
     def iter_invoices_by_date(self, start: date, end: date, include_deleted: bool = False) -> Iterator[Invoice]:
         """Invoices whose invoice date (``create_date``) lies in ``[start, end)`` -- the "sent" selection.
@@ -400,6 +385,40 @@ class FreshBooksHook(WebhookMethods, BaseHook):
         """One payment by id."""
         result: Payment = self._get_one("payment", payment_id)
         return result
+
+    # -- webhooks ----------------------------------------------------------------------------------------
+
+    @cached_property
+    def webhooks(self) -> FreshBooksWebhooks:
+        """The callback management of this connection (the methods below are its short names)."""
+        return FreshBooksWebhooks(
+            request_json=self._json,
+            request=self._call,
+            result=self._result,
+            pages=self._pages,
+            account_id=lambda: self.account_id,
+            add_secret=lambda value: self.http.add_secret(value),
+        )
+
+    def register_webhook(self, event: str, uri: str) -> Webhook:
+        """Create a callback for ``event`` posting to ``uri`` (:meth:`FreshBooksWebhooks.register`)."""
+        return self.webhooks.register(event, uri)
+
+    def list_webhooks(self) -> Iterator[Webhook]:
+        """Registered callbacks."""
+        return self.webhooks.list()
+
+    def verify_webhook(self, callback_id: int, verifier: str) -> Webhook:
+        """Confirm a callback with the verifier FreshBooks delivered to the receiver."""
+        return self.webhooks.verify(callback_id, verifier)
+
+    def resend_verification(self, callback_id: int) -> Webhook:
+        """Ask FreshBooks to send the ``callback.verify`` request again."""
+        return self.webhooks.resend_verification(callback_id)
+
+    def delete_webhook(self, callback_id: int) -> None:
+        """Delete a callback."""
+        self.webhooks.delete(callback_id)
 
     # -- connection test ---------------------------------------------------------------------------------
 

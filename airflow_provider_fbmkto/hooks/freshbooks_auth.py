@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from airflow_provider_fbmkto.exceptions import ApiError, ConfigError, ReauthorizationRequired
+from airflow_provider_fbmkto.hooks.connection_values import base_url as connection_base_url
+from airflow_provider_fbmkto.hooks.connection_values import mask
 from airflow_provider_fbmkto.hooks.freshbooks_errors import token_error
 from airflow_provider_fbmkto.http import HttpClient
 from airflow_provider_fbmkto.state import TokenPair
@@ -38,29 +40,6 @@ REFRESH_MARGIN_SECONDS = 300
 DEFAULT_EXPIRES_IN = 43200
 ALLOWED_EXTRAS = ("redirect_uri", "account_id", "webhook_verifier", "scopes")
 _UI_PREFIX = "extra__freshbooks__"
-
-
-def mask(*values: str | None) -> None:
-    """Register values with Airflow's secrets masker (task logs, rendered fields); no-op outside Airflow."""
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - Airflow is a dependency; keep the hook usable without the SDK
-        return
-    for value in values:
-        if value:
-            mask_secret(value)
-
-
-def _base_url(host: str | None, port: int | None) -> str:
-    if not host:
-        return DEFAULT_API_URL
-    host = host.strip().rstrip("/")
-    if "://" not in host:
-        host = f"https://{host}"
-    parts = urlsplit(host)
-    if port and not parts.port:
-        host = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
-    return host
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +77,7 @@ class FreshBooksCreds:
             raise ConfigError(f"connection {conn_id!r} has no login: set it to the FreshBooks app's client id")
         if not conn.password:
             raise ConfigError(f"connection {conn_id!r} has no password: set it to the FreshBooks app's client secret")
-        base_url = _base_url(conn.host, conn.port)
+        base_url = connection_base_url(conn.host, conn.port) if conn.host else DEFAULT_API_URL
         auth_url = REAL_AUTH_URL if urlsplit(base_url).hostname == REAL_API_HOST else base_url
         redirect_uri = extras.get("redirect_uri")
         if redirect_uri:

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
     import requests
 
-    from airflow_provider_fbmkto.http import HttpClient
-
 SIGNATURE_HEADER = "X-FreshBooks-Hmac-SHA256"
 VERIFY_EVENT = "callback.verify"
 #: Event families a user can subscribe to; a bare family name subscribes to all of its events.
@@ -86,24 +84,39 @@ def delivery_id(message: str) -> str:
     return hashlib.sha256(message.encode()).hexdigest()
 
 
-class WebhookMethods:
-    """FreshBooksHook's callback management (a mixin, kept apart so the hook module stays small)."""
+class FreshBooksWebhooks:
+    """A :class:`~airflow_provider_fbmkto.hooks.freshbooks.FreshBooksHook`'s callback management.
 
-    if TYPE_CHECKING:
-        # Provided by FreshBooksHook.
-        @property
-        def http(self) -> HttpClient: ...
+    The hook owns one (``hook.webhooks``) and hands it the few requests it needs, so every call goes through the
+    hook's authorised, retried requests and error mapping; this object holds no connection or token itself.
 
-        @property
-        def account_id(self) -> str: ...
+    :param request_json: ``(method, path, *, what, scope=None, json=None) -> body``: send, return the JSON body.
+    :param request: the same, returning the response; ``ok`` names the statuses that are a success.
+    :param result: ``(body, what) -> result``: FreshBooks' ``response.result`` envelope, unwrapped.
+    :param pages: ``(path, key, params, *, what, scope) -> objects`` of a list endpoint, page by page.
+    :param account_id: the FreshBooks account id (asked when first needed: it may cost a ``users/me`` call).
+    :param add_secret: keeps a value out of logs and error messages.
+    """
 
-        _json: Callable[..., Any]
-        _call: Callable[..., requests.Response]
-        _result: Callable[[Any, str], dict[str, Any]]
-        _pages: Callable[..., Iterator[dict[str, Any]]]
+    def __init__(
+        self,
+        *,
+        request_json: Callable[..., Any],
+        request: Callable[..., requests.Response],
+        result: Callable[[Any, str], dict[str, Any]],
+        pages: Callable[..., Iterator[dict[str, Any]]],
+        account_id: Callable[[], str],
+        add_secret: Callable[[str], None],
+    ) -> None:
+        self._json = request_json
+        self._call = request
+        self._result = result
+        self._pages = pages
+        self._account_id = account_id
+        self._add_secret = add_secret
 
     def _callbacks_path(self, callback_id: int | None = None) -> str:
-        path = f"/events/account/{self.account_id}/events/callbacks"
+        path = f"/events/account/{self._account_id()}/events/callbacks"
         return path if callback_id is None else f"{path}/{int(callback_id)}"
 
     def _callback(self, body: Any, what: str) -> Webhook:
@@ -112,11 +125,11 @@ class WebhookMethods:
             raise ApiError(f"FreshBooks {what} answered without a callback object")
         return Webhook.from_json(obj)
 
-    def register_webhook(self, event: str, uri: str) -> Webhook:
+    def register(self, event: str, uri: str) -> Webhook:
         """Create a callback for ``event`` (``invoice``, ``invoice.create``, …) posting to ``uri``.
 
-        FreshBooks then sends a ``callback.verify`` request to ``uri``; complete it with
-        :meth:`verify_webhook`. POST is not retried after it may have reached FreshBooks.
+        FreshBooks then sends a ``callback.verify`` request to ``uri``; complete it with :meth:`verify`. POST is
+        not retried after it may have reached FreshBooks.
         """
         body = {"callback": {"event": event, "uri": uri}}
         what = f"POST callback {event}"
@@ -124,17 +137,16 @@ class WebhookMethods:
             self._json("POST", self._callbacks_path(), what=what, scope=scope_for_event(event), json=body), what
         )
 
-    def list_webhooks(self) -> Iterator[Webhook]:
+    def list(self) -> Iterator[Webhook]:
         """Registered callbacks."""
         for obj in self._pages(self._callbacks_path(), "callbacks", [], what="GET callbacks", scope=None):
             yield Webhook.from_json(obj)
 
-    def verify_webhook(self, callback_id: int, verifier: str) -> Webhook:
+    def verify(self, callback_id: int, verifier: str) -> Webhook:
         """Confirm a callback with the verifier FreshBooks delivered to the receiver."""
-        # Imported here: the receiver imports this module and must not pull in the state DB / token code.
-        from airflow_provider_fbmkto.hooks.freshbooks_auth import mask
+        from airflow_provider_fbmkto.hooks.connection_values import mask
 
-        self.http.add_secret(verifier)
+        self._add_secret(verifier)
         mask(verifier)
         what = f"PUT callback {int(callback_id)} verify"
         body = {"callback": {"verifier": verifier}}
@@ -146,7 +158,7 @@ class WebhookMethods:
         body = {"callback": {"resend": True}}
         return self._callback(self._json("PUT", self._callbacks_path(callback_id), what=what, json=body), what)
 
-    def delete_webhook(self, callback_id: int) -> None:
+    def delete(self, callback_id: int) -> None:
         """Delete a callback (HTTP 204)."""
         what = f"DELETE callback {int(callback_id)}"
         self._call("DELETE", self._callbacks_path(callback_id), what=what, ok=(200, 204)).close()

@@ -10,9 +10,13 @@ Every call goes through the one retry layer, :class:`~airflow_provider_fbmkto.ht
 * a **guard** held around each attempt: the instance's shared :class:`MarketoRateLimiter` slot (sliding
   window and concurrency) and one call of the daily budget, spent in the state DB so every process and account
   writing into the instance shares it (calls Marketo does not count, 601/602/604/605/608/611, are refunded);
-* a **classifier** that reads Marketo's envelope: 606/615/429 wait for the rate window, 604/608/611/713/5xx
-  back off, 1029 (export queue full) waits a minute, 601/602 fetch a new token and resend once, and 607
-  raises :class:`QuotaExhausted` at once and stops this process from sending to the instance until the reset.
+* a **classifier** that reads Marketo's envelope: 606/615/429 wait for the rate window, 604/608/611/713/719
+  (lock wait timeout)/5xx back off, 1029 "Too many jobs in queue" waits a minute, 601/602 fetch a new token and
+  resend once, and 607 raises :class:`QuotaExhausted` at once and stops this process from sending to the
+  instance until the reset. Final answers raise typed errors: 1029 "Export daily quota exceeded"
+  :class:`ExportQuotaExhausted`, 1029 "Job already queued" :class:`ExportAlreadyQueued` (which
+  :meth:`MarketoHook.enqueue_export` turns into reusing the job), 614 :class:`InvalidSubscription` (the
+  connection's host names no Marketo subscription; not retried).
 
 All waits scale with ``window_seconds / 20``, so an emulator with a shortened window runs in shortened time.
 
@@ -33,35 +37,32 @@ pass ``raise_if_crm_synced=True`` to get :class:`CrmSyncedCompanies` instead.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow_provider_fbmkto.exceptions import ApiError, FbmktoError, TransportError
 from airflow_provider_fbmkto.hooks.marketo_auth import TOKENS
-from airflow_provider_fbmkto.hooks.marketo_base import BatchCallback, MarketoBaseHook
+from airflow_provider_fbmkto.hooks.marketo_base import BatchCallback
+from airflow_provider_fbmkto.hooks.marketo_bulk import MarketoBulkExportMixin
+from airflow_provider_fbmkto.hooks.marketo_limits import ApiUsage
 from airflow_provider_fbmkto.hooks.marketo_types import (
     CRM_SYNCED_CODE,
-    MAX_EXPORT_DAYS,
     MAX_RECORDS,
-    BulkExportError,
-    BulkExportStatus,
+    OBJECT_NOT_FOUND_CODE,
     CrmSyncedCompanies,
     RecordResult,
     dumps,
     export_windows,
     fields_of,
     first_result,
-    iso_utc,
 )
 from airflow_provider_fbmkto.http import RetryPolicy
 
-__all__ = ["MarketoHook", "RecordResult", "export_windows"]
+__all__ = ["ApiUsage", "MarketoHook", "RecordResult", "export_windows"]
 
 
-class MarketoHook(MarketoBaseHook):
+class MarketoHook(MarketoBulkExportMixin):
     """Marketo REST API client for Airflow tasks, the CLI and users' own code.
 
     Writes return one :class:`RecordResult` per input record, sorted by input position; reads yield dicts.
@@ -77,20 +78,49 @@ class MarketoHook(MarketoBaseHook):
         leads: Iterable[Mapping[str, Any]],
         lookup_field: str = "email",
         *,
+        create: bool = True,
+        partition: str | None = None,
         on_batch: BatchCallback | None = None,
     ) -> list[RecordResult]:
         """Create or update leads (by ``lookup_field``); one :class:`RecordResult` per input, in input order.
 
+        :param create: ``False`` sends ``updateOnly``: people not in Marketo come back skipped (``1004``), none is
+            created (for instances licensed by database size).
+        :param partition: lead partition (``partitionName``) new leads are created in.
         :param on_batch: called with each batch's results as soon as Marketo answered them.
         """
+        head: dict[str, Any] = {"action": "createOrUpdate" if create else "updateOnly", "lookupField": lookup_field}
+        if partition and create:
+            head["partitionName"] = partition
         return self._write(
             "POST",
             "/rest/v1/leads.json",
             leads,
-            lambda chunk: {"action": "createOrUpdate", "lookupField": lookup_field, "input": chunk},
+            lambda chunk: {**head, "input": chunk},
             on_batch=on_batch,
             idempotent=True,  # createOrUpdate with the same values leaves the same state
         )
+
+    def usage_today(self) -> ApiUsage:
+        """Marketo's count of today's API calls (``GET /rest/v1/stats/usage.json``), every integration together.
+
+        The daily quota (50,000 by default) is the instance's, shared by every API user; this is where the calls
+        of other integrations show. :attr:`ApiUsage.mine` is this connection's API user (the identity answer's
+        ``scope``) when Marketo lists it. See :func:`~.marketo_limits.calls_left_today`.
+        """
+        body = self._call("GET", "/rest/v1/stats/usage.json")
+        entry = TOKENS.get(self._token_key)
+        return ApiUsage.from_marketo(body.get("result") or [], api_user=entry.scope if entry else None)
+
+    def count_other_integrations(self) -> ApiUsage:
+        """Read today's usage (one call) and leave room for the calls other integrations made.
+
+        From then on this hook stops (``BudgetExhausted``) before the instance as a whole -- this provider and every
+        other API user together -- would pass ``daily_budget - budget_reserve``.
+        """
+        usage = self.usage_today()
+        self.others_today = max(0, usage.total - self.budget_used())
+        return usage
 
     def get_leads_by_email(
         self, emails: Iterable[str], fields: Sequence[str] | None = None
@@ -204,6 +234,24 @@ class MarketoHook(MarketoBaseHook):
             idempotent=True,
         )
 
+    def get_static_list(self, list_id: int) -> dict[str, Any] | None:
+        """The static list ``list_id`` (``id``, ``name``, …), or None when the instance has no such list."""
+        return self._get_one(f"/rest/v1/lists/{int(list_id)}.json")
+
+    def get_smart_campaign(self, campaign_id: int) -> dict[str, Any] | None:
+        """The smart campaign ``campaign_id`` (``id``, ``name``, ``type``, ``active``, …), or None when absent."""
+        return self._get_one(f"/rest/v1/campaigns/{int(campaign_id)}.json")
+
+    def _get_one(self, path: str) -> dict[str, Any] | None:
+        # An absent object is answered as 1013 by some endpoints and as an empty result by others: both mean None.
+        try:
+            result = self._call("GET", path).get("result") or []
+        except ApiError as exc:
+            if exc.code == OBJECT_NOT_FOUND_CODE:
+                return None
+            raise
+        return dict(result[0]) if result and isinstance(result[0], Mapping) else None
+
     def trigger_campaign(self, campaign_id: int, lead_ids: Iterable[int]) -> int:
         """Request a smart campaign for leads (≤100 per call); returns the number of calls made."""
         ids = [int(i) for i in lead_ids]
@@ -234,10 +282,12 @@ class MarketoHook(MarketoBaseHook):
         trigger_name: str,
         filter_name: str,
         primary_attribute: Mapping[str, Any],
-        attributes: Sequence[Mapping[str, Any]] = (),
         description: str | None = None,
     ) -> dict[str, Any]:
-        """Create a custom activity type (a draft until :meth:`approve_activity_type`)."""
+        """Create a custom activity type with its primary attribute (a draft until :meth:`approve_activity_type`).
+
+        Marketo's create takes no secondary attributes: add them with :meth:`add_activity_type_attributes`.
+        """
         payload: dict[str, Any] = {
             "apiName": api_name,
             "name": name,
@@ -245,8 +295,6 @@ class MarketoHook(MarketoBaseHook):
             "filterName": filter_name,
             "primaryAttribute": dict(primary_attribute),
         }
-        if attributes:
-            payload["attributes"] = [dict(a) for a in attributes]
         if description:
             payload["description"] = description
         return first_result(self._call("POST", "/rest/v1/activities/external/type.json", body=dumps(payload)))
@@ -310,66 +358,34 @@ class MarketoHook(MarketoBaseHook):
                     if not body.get("moreResult"):
                         break
 
-    # -- bulk lead export -------------------------------------------------------------------------------
+    def paging_token(self, since: datetime) -> str:
+        """A date-based paging token for the activities after ``since`` (``activities/pagingtoken.json``)."""
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        body = self._call("GET", "/rest/v1/activities/pagingtoken.json", params={"sinceDatetime": since.isoformat()})
+        return str(body["nextPageToken"])
 
-    def create_lead_export(self, fields: Sequence[str], start: datetime, end: datetime) -> str:
-        """Create a bulk lead export of leads updated in ``[start, end]`` (≤31 days); returns its export id.
+    def lead_changes(self, token: str, fields: Sequence[str]) -> Iterator[tuple[list[dict[str, Any]], str]]:
+        """Marketo's Lead Changes feed from ``token``: ``(activities, nextPageToken)`` per page, until
+        ``moreResult`` is false. "New Lead" (12) and the "Change Data Value" (13) activities of ``fields``
+        (lead field API names), each with ``fields[]`` of ``{id, name, newValue, oldValue}``.
 
-        :raises BulkExportFilterUnsupported: the instance has no ``updatedAt`` filter (``1035``): read by
-            e-mail instead.
+        The last page's token is the feed's position: keep it and start there next time (a token Marketo
+        refuses answers ``1003``, raised as :class:`~airflow_provider_fbmkto.exceptions.ApiError`).
         """
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ValueError("start and end must be timezone-aware")
-        if end <= start or end - start > timedelta(days=MAX_EXPORT_DAYS):
-            raise ValueError(
-                f"a Marketo bulk export covers at most {MAX_EXPORT_DAYS} days ({start.isoformat()} .. "
-                f"{end.isoformat()}); split the window with export_windows()"
-            )
-        payload = {
-            "fields": list(fields),
-            "format": "CSV",
-            "filter": {"updatedAt": {"startAt": iso_utc(start), "endAt": iso_utc(end)}},
-        }
-        result = first_result(self._call("POST", "/bulk/v1/leads/export/create.json", body=dumps(payload)))
-        return str(result["exportId"])
+        if not fields:
+            raise ValueError("fields is required (Marketo returns the changes of the fields named)")
+        params: list[tuple[str, Any]] = [("fields", ",".join(fields)), ("batchSize", MAX_RECORDS)]
+        while True:
+            body = self._read("/rest/v1/activities/leadchanges.json", [*params, ("nextPageToken", token)])
+            token = str(body.get("nextPageToken") or token)
+            yield list(body.get("result") or []), token
+            if not body.get("moreResult"):
+                return
 
-    def enqueue_export(self, export_id: str) -> BulkExportStatus:
-        """Queue a created export (``1029`` queue full: waited out and retried)."""
-        return BulkExportStatus.from_marketo(
-            first_result(self._call("POST", f"/bulk/v1/leads/export/{export_id}/enqueue.json"))
-        )
-
-    def export_status(self, export_id: str) -> BulkExportStatus:
-        """The export's state (poll at most once a minute)."""
-        return BulkExportStatus.from_marketo(
-            first_result(self._call("GET", f"/bulk/v1/leads/export/{export_id}/status.json"))
-        )
-
-    def cancel_export(self, export_id: str) -> BulkExportStatus:
-        """Cancel an export (a timed-out sensor does, so it stops holding the instance's export queue)."""
-        return BulkExportStatus.from_marketo(
-            first_result(self._call("POST", f"/bulk/v1/leads/export/{export_id}/cancel.json"))
-        )
-
-    def download_export(self, export_id: str) -> Iterator[dict[str, str]]:
-        """The rows of a completed export, streamed from its CSV file (never loaded whole)."""
-        path = f"/bulk/v1/leads/export/{export_id}/file.json"
-        response = self._send("GET", path, stream=True)
-        try:
-            if response.status_code == 404:
-                raise BulkExportError(
-                    f"Marketo export {export_id} has no file (not completed, or expired after about 7 days)",
-                    status=404,
-                )
-            if "json" in response.headers.get("Content-Type", ""):
-                self._call("GET", path)  # an error envelope: raise its typed error
-                raise BulkExportError(f"Marketo export {export_id}: no CSV file", status=response.status_code)
-            response.raw.decode_content = True
-            response.raw.auto_close = False  # io-compatible: EOF reads b"" instead of a closed-file error
-            text = io.TextIOWrapper(response.raw, encoding="utf-8", newline="")  # type: ignore[type-var]
-            yield from csv.DictReader(text)
-        finally:
-            response.close()
+    def get_leads_by_id(self, ids: Iterable[int], fields: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Leads by id (≤300 per call); ids Marketo does not know (deleted, merged away) are simply absent."""
+        yield from self._filter("/rest/v1/leads.json", "id", ids, fields)
 
     # -- connection test --------------------------------------------------------------------------------
 

@@ -26,20 +26,15 @@ TOKEN_MARGIN = 60.0
 MIN_TOKEN_LIFE = 5.0
 
 
-def mask(*values: str | None) -> None:
-    """Register values with Airflow's secrets masker (task logs, rendered fields); no-op outside Airflow."""
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - Airflow is a dependency
-        return
-    for value in values:
-        if value:
-            mask_secret(value)
-
-
 def identity_form(creds: MarketoCreds) -> dict[str, str]:
     """The identity request's form body (never a query string: URLs end up in debug logs)."""
     return {"grant_type": "client_credentials", "client_id": creds.client_id, "client_secret": creds.client_secret}
+
+
+def identity_scope(body: Any) -> str | None:
+    """The identity answer's ``scope`` (the API-only user), or None."""
+    scope = body.get("scope") if isinstance(body, Mapping) else None
+    return str(scope) if scope else None
 
 
 def read_identity(status: int, body: Any, creds: MarketoCreds) -> tuple[str, float]:
@@ -67,6 +62,8 @@ class CachedToken:
     expires_at: float
     #: monotonic time from which we ask the identity endpoint again
     refresh_at: float
+    #: the identity answer's ``scope``: the API-only user owning the custom service (its ``userId`` in usage)
+    scope: str | None = None
 
 
 class TokenCache:

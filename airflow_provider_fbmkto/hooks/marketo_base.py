@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -20,13 +20,14 @@ import requests
 from airflow.sdk import BaseHook
 
 from airflow_provider_fbmkto.exceptions import ApiError, AuthError, ConfigError, QuotaExhausted
+from airflow_provider_fbmkto.hooks.connection_values import mask
 from airflow_provider_fbmkto.hooks.marketo_auth import (
     IDENTITY_PATH,
     TOKENS,
     CachedToken,
     cache_entry,
     identity_form,
-    mask,
+    identity_scope,
     read_identity,
 )
 from airflow_provider_fbmkto.hooks.marketo_limits import (
@@ -48,9 +49,11 @@ from airflow_provider_fbmkto.hooks.marketo_types import (
     classify_answer,
     dumps,
     envelope_codes,
+    envelope_message,
     raise_for_envelope,
 )
 from airflow_provider_fbmkto.http import HttpClient, RetryDecision, RetryPolicy, parse_retry_after
+from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.state.budget import CallBudget
@@ -99,7 +102,7 @@ class MarketoBaseHook(BaseHook):
         self,
         marketo_conn_id: str = default_conn_name,
         *,
-        state_conn_id: str = "fbmkto_state",
+        state_conn_id: str = DEFAULT_CONN_ID,
         budget: CallBudget | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -110,6 +113,11 @@ class MarketoBaseHook(BaseHook):
         self._sleep = sleep
         #: set once Marketo answered 1018: companies are owned by a CRM sync
         self.crm_synced = False
+        #: calls other integrations made today on the instance (see ``MarketoHook.count_other_integrations``)
+        self.others_today = 0
+        #: the account whose calls these are (counted per account in the state DB), and its daily share
+        self.account: str | None = None
+        self.share: float | None = None
 
     # -- connection, client, limits ---------------------------------------------------------------------
 
@@ -171,6 +179,29 @@ class MarketoBaseHook(BaseHook):
         """Calls spent today (Marketo day) on this instance by every process sharing the state DB."""
         return self.budget.used(self.instance)
 
+    def charge_to(self, account: str, share: float | None = None) -> None:
+        """Count this hook's calls for ``account`` and, with a ``share`` (0 < share <= 1), stop them
+        (:class:`~airflow_provider_fbmkto.state.budget.ShareExhausted`) once the account has spent that share of
+        the instance's usable budget today (:attr:`share_limit`)."""
+        self.account, self.share = account, share
+
+    @property
+    def usable_today(self) -> int:
+        """The instance's usable budget today: ``daily_budget - budget_reserve`` less other integrations' calls."""
+        return max(0, self.creds.budget_limit - self.others_today)
+
+    @property
+    def share_limit(self) -> int | None:
+        """The account's calls allowed today (its share of :attr:`usable_today`), or None without a share."""
+        return None if self.share is None else int(self.share * self.usable_today)
+
+    def share_left(self) -> int | None:
+        """Calls the account may still spend today under its share (None without a share)."""
+        limit = self.share_limit
+        if limit is None or self.account is None:
+            return None
+        return max(0, limit - self.budget.used_by_accounts(self.instance).get(self.account, 0))
+
     # -- token ------------------------------------------------------------------------------------------
 
     @property
@@ -203,7 +234,7 @@ class MarketoBaseHook(BaseHook):
             mask(token)
             entry = cache_entry(token, ttl, scale=self.creds.time_scale, now=time.monotonic(), last_try=attempt == 1)
             if entry is not None:
-                return entry
+                return replace(entry, scope=identity_scope(body))
             self.log.info("Marketo token of %s has %.1fs left; waiting for a new one", self.instance, ttl)
             self._sleep(ttl + 1.0)  # expires_in is whole seconds, rounded down
         raise AssertionError("unreachable")  # pragma: no cover
@@ -214,7 +245,23 @@ class MarketoBaseHook(BaseHook):
     def _guard(self) -> Iterator[None]:
         if quota_stopped(self.instance):
             raise self._quota_error()
-        self.budget.spend(self.instance, 1, limit=self.creds.budget_limit)
+        try:
+            self.budget.spend(
+                self.instance, 1, limit=self.usable_today, account=self.account, account_limit=self.share_limit
+            )
+        except QuotaExhausted as exc:
+            from airflow_provider_fbmkto.state.budget import BudgetExhausted, ShareExhausted
+
+            if not isinstance(exc, BudgetExhausted) or isinstance(exc, ShareExhausted) or not self.others_today:
+                raise
+            raise BudgetExhausted(
+                f"{exc.message}; that limit leaves out the {self.others_today} calls other integrations made on the "
+                "instance today (Marketo's stats/usage.json): the daily quota is shared",
+                instance=exc.instance,
+                used=exc.used,
+                limit=exc.limit,
+                resets_at=exc.resets_at,
+            ) from None
         with self.limiter.slot():
             yield
 
@@ -228,14 +275,17 @@ class MarketoBaseHook(BaseHook):
     def _classifier(self, state: _CallState) -> Callable[[requests.Response], RetryDecision | None]:
         def classify(response: requests.Response) -> RetryDecision | None:
             codes: list[str] = []
+            message = ""
             if response.status_code == 200 and "json" in response.headers.get("Content-Type", ""):
                 try:
-                    codes = envelope_codes(response.json())
+                    body = response.json()
                 except ValueError:
-                    codes = []
+                    body = None
+                codes = envelope_codes(body)
+                message = envelope_message(body) if codes else ""
             if set(codes) & NOT_COUNTED_CODES:
-                self.budget.refund(self.instance, 1)
-            verdict = classify_answer(response.status_code, codes)
+                self.budget.refund(self.instance, 1, account=self.account)
+            verdict = classify_answer(response.status_code, codes, message)
             retry_after = parse_retry_after(response.headers.get("Retry-After")) or 0.0
             reason = f"Marketo {','.join(codes) or f'HTTP {response.status_code}'}"
             if verdict is Verdict.QUOTA:
@@ -334,6 +384,7 @@ class MarketoBaseHook(BaseHook):
             response.status_code,
             redact=self.http.redact,
             note=_MAYBE_APPLIED if state.maybe_applied else "",
+            base_url=self.creds.base_url,
         )
         return body
 

@@ -7,9 +7,12 @@ created through the API; they are listed for an admin to add in Marketo's UI.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_fbmkto.sync.marketo_fit import COMPANY_FACTS_ON_LEADS, MarketoFit
+from airflow_provider_fbmkto.sync.plan import ActivityTypeNames
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.hooks.marketo import MarketoHook
@@ -41,8 +44,12 @@ class FieldSpec:
 
 @dataclass(frozen=True, slots=True)
 class ActivityTypeSpec:
-    """A custom activity type: its primary attribute is what Marketo shows as the activity's value."""
+    """A custom activity type: its primary attribute is what Marketo shows as the activity's value.
 
+    :param kind: the :class:`~airflow_provider_fbmkto.sync.plan.ActivityTypeNames` field naming its apiName.
+    """
+
+    kind: str
     api_name: str
     name: str
     trigger_name: str
@@ -50,6 +57,22 @@ class ActivityTypeSpec:
     description: str
     primary: FieldSpec
     attributes: tuple[FieldSpec, ...]
+
+    def named(self, api_name: str) -> ActivityTypeSpec:
+        """This type under another apiName (an account's ``activity_types``).
+
+        Marketo wants the name, trigger and filter names unique per instance as well, so a renamed type
+        carries its apiName in them: two accounts with their own types can share one instance.
+        """
+        if api_name == self.api_name:
+            return self
+        return replace(
+            self,
+            api_name=api_name,
+            name=f"{self.name} ({api_name})",
+            trigger_name=f"{self.trigger_name} ({api_name})",
+            filter_name=f"{self.filter_name} ({api_name})",
+        )
 
 
 ACCOUNT_ID = FieldSpec("fbAccountId", "FreshBooks Account", "string", "FreshBooks account id")
@@ -59,6 +82,7 @@ DUE_DATE = FieldSpec("dueDate", "Due Date", "date")
 INVOICE_NUMBER = FieldSpec("invoiceNumber", "Invoice Number", "string", "FreshBooks invoice number")
 
 INVOICE_SENT = ActivityTypeSpec(
+    kind="invoice_sent",
     api_name="fbInvoiceSent",
     name="Invoice Sent",
     trigger_name="FreshBooks Invoice Is Sent",
@@ -68,6 +92,7 @@ INVOICE_SENT = ActivityTypeSpec(
     attributes=(ACCOUNT_ID, AMOUNT, CURRENCY, DUE_DATE),
 )
 PAYMENT_RECEIVED = ActivityTypeSpec(
+    kind="payment_received",
     api_name="fbPaymentReceived",
     name="Payment Received",
     trigger_name="FreshBooks Payment Is Received",
@@ -77,6 +102,7 @@ PAYMENT_RECEIVED = ActivityTypeSpec(
     attributes=(ACCOUNT_ID, AMOUNT, CURRENCY, INVOICE_NUMBER),
 )
 INVOICE_OVERDUE = ActivityTypeSpec(
+    kind="invoice_overdue",
     api_name="fbInvoiceOverdue",
     name="Invoice Overdue",
     trigger_name="FreshBooks Invoice Becomes Overdue",
@@ -87,20 +113,72 @@ INVOICE_OVERDUE = ActivityTypeSpec(
 )
 ACTIVITY_TYPES: tuple[ActivityTypeSpec, ...] = (INVOICE_SENT, PAYMENT_RECEIVED, INVOICE_OVERDUE)
 
-LEAD_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("fbPaymentStatus", "FreshBooks Payment Status", "string", "paid / current / partial / overdue / none"),
-    FieldSpec("fbOutstandingBalance", "FreshBooks Outstanding Balance", "currency"),
-    FieldSpec("fbLastPaymentDate", "FreshBooks Last Payment Date", "date"),
-)
 
-COMPANY_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("fbPaymentTerms", "FreshBooks Payment Terms", "string", 'e.g. "Net 30"'),
-    FieldSpec("fbOutstandingBalance", "FreshBooks Outstanding Balance", "currency"),
-    FieldSpec("fbInvoiceCount", "FreshBooks Invoice Count", "integer"),
-    FieldSpec("fbPaymentStatus", "FreshBooks Payment Status", "string"),
-    FieldSpec("fbLastPaymentDate", "FreshBooks Last Payment Date", "date"),
-    FieldSpec("fbAverageDaysToPay", "FreshBooks Average Days To Pay", "float"),
-)
+def activity_types_for(names: ActivityTypeNames) -> tuple[ActivityTypeSpec, ...]:
+    """The three activity types under an account's apiNames (``activity_types:`` in the accounts config)."""
+    return tuple(spec.named(getattr(names, spec.kind)) for spec in ACTIVITY_TYPES)
+
+
+#: Each lead fact's field (DESIGN "Fitting the customer's Marketo"): default API name, label, data type. The
+#: names are :data:`~airflow_provider_fbmkto.sync.marketo_fit.DEFAULT_LEAD_FIELDS`; an account may map a fact to
+#: another name (same data type) or switch it off.
+LEAD_FACT_FIELDS: dict[str, FieldSpec] = {
+    "first_name": FieldSpec("firstName", "First Name", "string"),
+    "last_name": FieldSpec("lastName", "Last Name", "string"),
+    "payment_status": FieldSpec(
+        "fbPaymentStatus", "FreshBooks Payment Status", "string", "paid / current / partial / overdue / none"
+    ),
+    "outstanding_balance": FieldSpec("fbOutstandingBalance", "FreshBooks Outstanding Balance", "currency"),
+    "last_payment_date": FieldSpec("fbLastPaymentDate", "FreshBooks Last Payment Date", "date"),
+    "company_payment_status": FieldSpec(
+        "fbCompanyPaymentStatus", "FreshBooks Company Payment Status", "string", "the worst status of the company"
+    ),
+    "company_outstanding_balance": FieldSpec(
+        "fbCompanyOutstandingBalance", "FreshBooks Company Outstanding Balance", "currency"
+    ),
+    "company_invoice_count": FieldSpec("fbCompanyInvoiceCount", "FreshBooks Company Invoice Count", "integer"),
+    "company_payment_terms": FieldSpec("fbCompanyPaymentTerms", "FreshBooks Company Payment Terms", "string"),
+    "company_average_days_to_pay": FieldSpec(
+        "fbCompanyAverageDaysToPay", "FreshBooks Company Average Days To Pay", "float"
+    ),
+}
+#: Each company fact's field, as :data:`LEAD_FACT_FIELDS` (``company`` and ``website`` are standard fields).
+COMPANY_FACT_FIELDS: dict[str, FieldSpec] = {
+    "company_name": FieldSpec("company", "Company Name", "string"),
+    "website": FieldSpec("website", "Website", "url"),
+    "payment_terms": FieldSpec("fbPaymentTerms", "FreshBooks Payment Terms", "string", 'e.g. "Net 30"'),
+    "outstanding_balance": FieldSpec("fbOutstandingBalance", "FreshBooks Outstanding Balance", "currency"),
+    "invoice_count": FieldSpec("fbInvoiceCount", "FreshBooks Invoice Count", "integer"),
+    "payment_status": FieldSpec("fbPaymentStatus", "FreshBooks Payment Status", "string"),
+    "last_payment_date": FieldSpec("fbLastPaymentDate", "FreshBooks Last Payment Date", "date"),
+    "average_days_to_pay": FieldSpec("fbAverageDaysToPay", "FreshBooks Average Days To Pay", "float"),
+}
+#: Standard fields every instance has: never created, never reported missing.
+STANDARD_FIELDS = frozenset({"firstName", "lastName", "company", "website"})
+
+
+def lead_fields_for(fit: MarketoFit, *, company_facts: bool) -> tuple[FieldSpec, ...]:
+    """The custom lead fields an account writes, under its names (``company_facts``: the company facts too)."""
+    out = []
+    for fact, name in fit.lead_field_names().items():
+        if fact in COMPANY_FACTS_ON_LEADS and not company_facts:
+            continue
+        if name not in STANDARD_FIELDS:
+            out.append(replace(LEAD_FACT_FIELDS[fact], name=name))
+    return tuple(out)
+
+
+def company_fields_for(fit: MarketoFit) -> tuple[FieldSpec, ...]:
+    """The custom company fields an account writes, under its names (none when it writes no companies)."""
+    if not fit.writes_companies:
+        return ()
+    named = fit.company_field_names().items()
+    return tuple(replace(COMPANY_FACT_FIELDS[fact], name=name) for fact, name in named if name not in STANDARD_FIELDS)
+
+
+#: The provider's own custom fields under their default names (what ``setup-marketo`` creates by default).
+LEAD_FIELDS: tuple[FieldSpec, ...] = lead_fields_for(MarketoFit(), company_facts=False)
+COMPANY_FIELDS: tuple[FieldSpec, ...] = company_fields_for(MarketoFit())
 
 
 @dataclass(slots=True)
@@ -132,22 +210,35 @@ class SchemaReport:
         return out
 
 
-def ensure_schema(hook: MarketoHook, *, dry_run: bool = False, leave_drafts: Collection[str] = ()) -> SchemaReport:
-    """Create and approve the activity types and create the lead fields that are missing (idempotent).
+def ensure_schema(
+    hook: MarketoHook,
+    *,
+    types: Iterable[ActivityTypeSpec] = ACTIVITY_TYPES,
+    lead_fields: Iterable[FieldSpec] = LEAD_FIELDS,
+    company_fields: Iterable[FieldSpec] = COMPANY_FIELDS,
+    dry_run: bool = False,
+    leave_drafts: Collection[str] = (),
+) -> SchemaReport:
+    """Create, complete and approve the activity types and create the lead fields that are missing (idempotent).
 
-    A second run sends no create or approve call. Company fields are only checked.
+    Marketo's create takes a type's primary attribute only, so a new type is created, then given its
+    attributes (``attributes/create.json``), then approved; a type that exists but lacks attributes gets
+    them and is approved again. A second run sends no create, attribute or approve call. Company fields are
+    only checked (the API cannot create them).
 
-    :param leave_drafts: apiNames to create but not approve (a Marketo admin reviews them first; activities
-        of a draft type are refused by Marketo and wait in the ledger as skipped until replayed).
+    :param types: the activity types to provision (default the provider's three under their default names;
+        :func:`activity_types_for` gives an account's).
+    :param lead_fields: the custom lead fields to create when missing (:func:`lead_fields_for` gives an account's).
+    :param company_fields: the custom company fields to check (listed for an admin when missing).
+    :param leave_drafts: apiNames to create but not approve (a Marketo admin reviews them first; the preflight
+        of a run then stops it before anything is sent, naming the draft).
     """
     report = SchemaReport()
     existing = {str(t.get("apiName")): t for t in hook.list_activity_types()}
-    for spec in ACTIVITY_TYPES:
+    for spec in _unique(types):
         current = existing.get(spec.api_name)
         if current is None:
             report.created_types.append(spec.api_name)
-            if spec.api_name not in leave_drafts:
-                report.approved_types.append(spec.api_name)
             if not dry_run:
                 hook.create_activity_type(
                     spec.api_name,
@@ -155,27 +246,24 @@ def ensure_schema(hook: MarketoHook, *, dry_run: bool = False, leave_drafts: Col
                     trigger_name=spec.trigger_name,
                     filter_name=spec.filter_name,
                     primary_attribute=spec.primary.as_attribute(),
-                    attributes=[a.as_attribute() for a in spec.attributes],
                     description=spec.description,
                 )
-                if spec.api_name not in leave_drafts:
-                    hook.approve_activity_type(spec.api_name)
-            continue
-        have = _names(current.get("attributes") or ()) | _names([current.get("primaryAttribute") or {}])
-        missing = [a for a in spec.attributes if a.name not in have]
+            missing = list(spec.attributes)
+        else:
+            missing = missing_attributes(spec, current)
         if missing:
             report.added_attributes[spec.api_name] = [a.name for a in missing]
             if not dry_run:
                 hook.add_activity_type_attributes(spec.api_name, [a.as_attribute() for a in missing])
         if spec.api_name in leave_drafts:
             continue
-        if missing or str(current.get("status", "approved")) != "approved":
+        if current is None or missing or str(current.get("status", "approved")) != "approved":
             report.approved_types.append(spec.api_name)
             if not dry_run:
                 hook.approve_activity_type(spec.api_name)
 
-    lead_fields = _names(hook.describe_leads())
-    to_create = [f for f in LEAD_FIELDS if f.name not in lead_fields]
+    existing_lead_fields = names_of(hook.describe_leads())
+    to_create = [f for f in _unique_fields(lead_fields) if f.name not in existing_lead_fields]
     if to_create and not dry_run:
         results = hook.create_lead_fields([f.as_lead_field() for f in to_create])
         for spec_field, result in zip(to_create, results, strict=True):
@@ -186,12 +274,37 @@ def ensure_schema(hook: MarketoHook, *, dry_run: bool = False, leave_drafts: Col
     elif to_create:
         report.created_lead_fields = [f.name for f in to_create]
 
-    company_fields = _names(hook.describe_companies())
-    report.missing_company_fields = [f for f in COMPANY_FIELDS if f.name not in company_fields]
+    wanted_company_fields = _unique_fields(company_fields)
+    existing_company_fields = names_of(hook.describe_companies()) if wanted_company_fields else set()
+    report.missing_company_fields = [f for f in wanted_company_fields if f.name not in existing_company_fields]
     return report
 
 
-def _names(fields: Iterable[Any]) -> set[str]:
+def _unique_fields(fields: Iterable[FieldSpec]) -> list[FieldSpec]:
+    """The fields once each (Marketo names are case-insensitive; the first spelling wins)."""
+    seen: dict[str, FieldSpec] = {}
+    for f in fields:
+        seen.setdefault(f.name.lower(), f)
+    return list(seen.values())
+
+
+def missing_attributes(spec: ActivityTypeSpec, described: Mapping[str, Any]) -> list[FieldSpec]:
+    """The secondary attributes of ``spec`` that the described type (a ``types.json`` entry) lacks.
+
+    Only secondary attributes count: Marketo takes an activity's ``attributes`` from those alone.
+    """
+    have = names_of(described.get("attributes") or ())
+    return [a for a in spec.attributes if a.name not in have]
+
+
+def _unique(types: Iterable[ActivityTypeSpec]) -> list[ActivityTypeSpec]:
+    seen: dict[str, ActivityTypeSpec] = {}
+    for spec in types:
+        seen.setdefault(spec.api_name, spec)
+    return list(seen.values())
+
+
+def names_of(fields: Iterable[Any]) -> set[str]:
     """Field names from describe answers (``name``, ``apiName`` or ``rest.name``)."""
     names = set()
     for f in fields:

@@ -1,6 +1,7 @@
 """Typed values of the Marketo hook: the parsed connection, per-record results, export states, errors.
 
-Also the one pure verdict on a Marketo answer (:func:`classify_answer`), shared by the sync hook (through
+The one pure verdict on a Marketo answer (:func:`classify_answer`, defined in ``marketo_errors`` with the codes
+and typed errors, re-exported here), shared by the sync hook (through
 :class:`~airflow_provider_fbmkto.http.HttpClient`'s ``classify``) and the async bulk-export trigger, so the
 two never disagree on what is retried.
 """
@@ -9,28 +10,67 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from airflow_provider_fbmkto.exceptions import ApiError, AuthError, ConfigError, QuotaExhausted, RateLimited
+from airflow_provider_fbmkto.exceptions import ApiError, ConfigError
+from airflow_provider_fbmkto.hooks.connection_values import base_url
+from airflow_provider_fbmkto.hooks.marketo_errors import (
+    CRM_SYNCED_CODE,
+    INVALID_SUBSCRIPTION_CODE,
+    MAYBE_APPLIED_CODES,
+    NO_UPDATED_AT_FILTER_CODE,
+    NOT_COUNTED_CODES,
+    OBJECT_NOT_FOUND_CODE,
+    QUEUE_FULL_CODE,
+    QUOTA_CODE,
+    RATE_CODES,
+    TOKEN_CODES,
+    TRANSIENT_CODES,
+    BulkExportError,
+    BulkExportFilterUnsupported,
+    CrmSyncedCompanies,
+    ExportAlreadyQueued,
+    ExportQuotaExhausted,
+    InvalidSubscription,
+    Verdict,
+    classify_answer,
+    envelope_codes,
+    envelope_message,
+    raise_for_envelope,
+)
+
+#: Re-exported: the answer codes, the verdict and the typed errors live in ``marketo_errors``.
+__all__ = [
+    "CRM_SYNCED_CODE",
+    "INVALID_SUBSCRIPTION_CODE",
+    "MAYBE_APPLIED_CODES",
+    "NOT_COUNTED_CODES",
+    "NO_UPDATED_AT_FILTER_CODE",
+    "OBJECT_NOT_FOUND_CODE",
+    "QUEUE_FULL_CODE",
+    "QUOTA_CODE",
+    "RATE_CODES",
+    "TOKEN_CODES",
+    "TRANSIENT_CODES",
+    "BulkExportError",
+    "BulkExportFilterUnsupported",
+    "CrmSyncedCompanies",
+    "ExportAlreadyQueued",
+    "ExportQuotaExhausted",
+    "InvalidSubscription",
+    "Verdict",
+    "classify_answer",
+    "envelope_codes",
+    "envelope_message",
+    "raise_for_envelope",
+]
 
 CONN_TYPE = "marketo"
 _UI_PREFIX = "extra__marketo__"
-
-#: Marketo answers these codes without counting the call against the daily quota.
-NOT_COUNTED_CODES = frozenset({"601", "602", "604", "605", "608", "611"})
-TOKEN_CODES = frozenset({"601", "602"})
-RATE_CODES = frozenset({"606", "615"})
-TRANSIENT_CODES = frozenset({"604", "608", "611", "713"})
-#: Transient codes after which a write may have landed (timeout, system error): resent only when idempotent.
-MAYBE_APPLIED_CODES = frozenset({"604", "611", "713"})
-QUEUE_FULL_CODE = "1029"
-QUOTA_CODE = "607"
-CRM_SYNCED_CODE = "1018"
-NO_UPDATED_AT_FILTER_CODE = "1035"
 
 #: Marketo's batch limit (records per write call) and our body limit (Marketo answers 413 above 1 MB).
 MAX_RECORDS = 300
@@ -40,70 +80,6 @@ MAX_EXPORT_DAYS = 31
 
 RecordStatus = Literal["created", "updated", "added", "removed", "skipped"]
 _STATUSES: frozenset[str] = frozenset({"created", "updated", "added", "removed", "skipped"})
-
-
-class CrmSyncedCompanies(ApiError):
-    """Companies are read-only through the API because a Salesforce/Dynamics CRM sync owns them (``1018``).
-
-    :meth:`MarketoHook.upsert_companies` raises it only with ``raise_if_crm_synced=True``; by default it marks
-    the records ``skipped`` with reason ``1018`` and sets ``hook.crm_synced`` so the caller can degrade to
-    lead fields.
-    """
-
-
-class BulkExportFilterUnsupported(ApiError):
-    """This Marketo instance has no ``updatedAt`` filter for bulk lead export (``1035``): read by e-mail instead."""
-
-
-class BulkExportError(ApiError):
-    """A bulk export failed, was cancelled, or its file is gone (exports are kept about 7 days)."""
-
-
-class Verdict(enum.Enum):
-    """What to do with one Marketo answer."""
-
-    OK = "ok"  # not a transient problem: the hook reads the envelope (success, or a final error)
-    TOKEN = "token"  # 601/602: fetch a new token and send again, once
-    RATE = "rate"  # 606/615/HTTP 429: wait for the rate window, then send again
-    BACKOFF = "backoff"  # 604/608/611/713/5xx: send again after exponential backoff
-    QUEUE_FULL = "queue_full"  # 1029: the bulk export queue is full; wait long, then send again
-    QUOTA = "quota"  # 607: the daily quota is spent; send nothing more today
-
-
-def classify_answer(http_status: int, codes: Sequence[str]) -> Verdict:
-    """The verdict on an answer from its HTTP status and the envelope's error codes (pure)."""
-    if http_status == 429:
-        return Verdict.RATE
-    if http_status >= 500:
-        return Verdict.BACKOFF
-    code_set = set(codes)
-    if QUOTA_CODE in code_set:
-        return Verdict.QUOTA
-    if code_set & TOKEN_CODES:
-        return Verdict.TOKEN
-    if code_set & RATE_CODES:
-        return Verdict.RATE
-    if code_set & TRANSIENT_CODES:
-        return Verdict.BACKOFF
-    if QUEUE_FULL_CODE in code_set:
-        return Verdict.QUEUE_FULL
-    return Verdict.OK
-
-
-def envelope_codes(body: Any) -> list[str]:
-    """Error codes of a Marketo envelope (strings), or ``[]`` when it has none or is not an envelope."""
-    if not isinstance(body, Mapping) or body.get("success", True) is not False:
-        return []
-    errors = body.get("errors") or []
-    return [str(e.get("code")) for e in errors if isinstance(e, Mapping)]
-
-
-def envelope_message(body: Any) -> str:
-    """``"606 Max rate limit …; 1003 …"`` from an envelope's errors (for messages, never with payloads)."""
-    errors = body.get("errors") if isinstance(body, Mapping) else None
-    if not errors:
-        return "no error detail"
-    return "; ".join(f"{e.get('code')} {e.get('message', '')}".strip() for e in errors if isinstance(e, Mapping))
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +256,7 @@ class MarketoCreds:
             values[name] = value
         creds = cls(
             conn_id,
-            _base_url(str(conn.host), getattr(conn, "port", None)),
+            base_url(str(conn.host), getattr(conn, "port", None), drop_suffixes=("/rest/v1", "/rest")),
             str(conn.login),
             str(conn.password),
             **values,
@@ -293,57 +269,6 @@ class MarketoCreds:
         if creds.budget_reserve >= creds.daily_budget:
             raise ConfigError(f"Marketo connection {conn_id!r}: budget_reserve must be below daily_budget")
         return creds
-
-
-def _base_url(host: str, port: int | None) -> str:
-    host = host.strip().rstrip("/")
-    if "://" not in host:
-        host = f"https://{host}"
-    for suffix in ("/rest/v1", "/rest"):
-        host = host.removesuffix(suffix)
-    parts = urlsplit(host)
-    if port and parts.port is None:
-        host = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
-    return host
-
-
-def raise_for_envelope(
-    method: str, path: str, body: Any, status: int, *, redact: Callable[[str], str] = str, note: str = ""
-) -> None:
-    """Turn an unsuccessful envelope (after retries) into the typed error naming what to do."""
-    codes = envelope_codes(body)
-    if not codes:
-        return
-    detail = redact(envelope_message(body)) + note
-    where = f"Marketo {method} {path}"
-    if set(codes) & RATE_CODES or QUEUE_FULL_CODE in codes:
-        raise RateLimited(
-            f"{where}: {detail}; still limited after retries, try again later",
-            status=status,
-            code=codes[0],
-            retryable=True,
-        )
-    if QUOTA_CODE in codes:
-        raise QuotaExhausted(f"{where}: {detail}", status=status, code=QUOTA_CODE)
-    if set(codes) & TOKEN_CODES:
-        raise AuthError(
-            f"{where}: {detail}; a fresh token was rejected too, check the API user's role "
-            "and that the custom service is active",
-            status=status,
-            code=codes[0],
-        )
-    if CRM_SYNCED_CODE in codes:
-        raise CrmSyncedCompanies(
-            f"{where}: {detail}; companies are owned by the CRM sync, write lead fields instead",
-            status=status,
-            code=CRM_SYNCED_CODE,
-        )
-    if NO_UPDATED_AT_FILTER_CODE in codes:
-        raise BulkExportFilterUnsupported(
-            f"{where}: {detail}; read leads by e-mail instead", status=status, code=NO_UPDATED_AT_FILTER_CODE
-        )
-    retryable = bool(set(codes) & TRANSIENT_CODES)
-    raise ApiError(f"{where}: {detail}", status=status, code=codes[0], retryable=retryable)
 
 
 def dumps(payload: Any) -> bytes:

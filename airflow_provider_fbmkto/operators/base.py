@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_fbmkto.exceptions import AuthError, ConfigError
 from airflow_provider_fbmkto.pipeline.context import RunContext, resolve_window
-from airflow_provider_fbmkto.state.db import DEFAULT_CONN_ID, StateDB
+from airflow_provider_fbmkto.state.db import StateDB
+from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID
 from airflow_provider_fbmkto.sync.config import load_config
 from airflow_provider_fbmkto.sync.config_schema import AccountConfig
 from airflow_provider_fbmkto.sync.window import Window, start_of_day
@@ -21,6 +26,38 @@ EXTRACT_TASK_ID = "extract"
 
 def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+
+
+#: Errors no retry can fix, only the user: a bad config or connection, a revoked or spent FreshBooks authorization,
+#: credentials Marketo rejects, a Marketo instance the preflight finds unprovisioned.
+UNFIXABLE: tuple[type[Exception], ...] = (ConfigError, AuthError)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def fail_without_retry(*errors: type[Exception]) -> Iterator[None]:
+    """Turn ``errors`` (ones no retry can fix) into Airflow's fail-at-once: the task is not retried.
+
+    The message stays the error's own, after its class name (it names the fix); the traceback of our internals
+    is left out.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except errors as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
+
+
+def fails_at_once(method: F) -> F:
+    """Decorate an operator's ``execute``: an :data:`UNFIXABLE` error fails the task without Airflow's retries."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with fail_without_retry(*UNFIXABLE):
+            return method(*args, **kwargs)
+
+    return cast("F", wrapper)
 
 
 def _flag(params: Any, name: str) -> bool:
@@ -82,6 +119,7 @@ class FbmktoAccountOperator(BaseOperator):
             last_success_end=last.window_end if last else None,
             account_start=start_of_day(acct.start_date, acct.tz),
             now=now,
+            tz=acct.tz,
         )
         return self._ctx(context, window, now)
 

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from airflow_provider_fbmkto.exceptions import ConfigError
 from airflow_provider_fbmkto.sync.config_schema import AccountConfig
-from airflow_provider_fbmkto.sync.window import Window
+from airflow_provider_fbmkto.sync.window import Window, local_instant, to_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +39,17 @@ class RunContext:
         return self.account.name
 
 
-def _parse_param_time(value: Any, field: str) -> datetime | None:
+def _parse_param_time(value: Any, field: str, tz: ZoneInfo) -> datetime | None:
     if value in (None, ""):
         return None
     if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(
-                f"Param {field}={value!r} is not an ISO 8601 date or datetime (e.g. 2025-03-01 or 2025-03-01T00:00:00Z)"
-            ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return to_utc(value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc))
+    try:
+        return local_instant(str(value), tz)
+    except ValueError:
+        raise ConfigError(
+            f"Param {field}={value!r} is not an ISO 8601 date or datetime (e.g. 2025-03-01 or 2025-03-01T00:00:00Z)"
+        ) from None
 
 
 def resolve_window(
@@ -63,15 +60,18 @@ def resolve_window(
     last_success_end: datetime | None,
     account_start: datetime,
     now: datetime,
+    tz: ZoneInfo,
 ) -> Window:
     """The window a run covers.
 
     Param ``window_start``/``window_end`` win when given (a manual run with an explicit window); else the
     data interval (scheduled runs, backfills, ``airflow dags test``); else "since last success" until now
-    (a manual run without a logical date), or since the account's start date for the first run.
+    (a manual run without a logical date), or since the account's start date for the first run. A Param
+    given as a date is that day's midnight in the account's zone ``tz``; a date-time without an offset is UTC
+    (:func:`~airflow_provider_fbmkto.sync.window.local_instant`).
     """
-    p_start = _parse_param_time(params.get("window_start"), "window_start")
-    p_end = _parse_param_time(params.get("window_end"), "window_end")
+    p_start = _parse_param_time(params.get("window_start"), "window_start", tz)
+    p_end = _parse_param_time(params.get("window_end"), "window_end", tz)
     if p_start or p_end:
         start = p_start or last_success_end or account_start
         end = p_end or now

@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from airflow_provider_fbmkto.exceptions import FbmktoError
+from airflow_provider_fbmkto.pipeline.reasons import no_lead
+from airflow_provider_fbmkto.state.budget import ShareExhausted
 from airflow_provider_fbmkto.state.ledger import LedgerRow, LedgerStatus, RowOutcome
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.hooks.marketo import MarketoHook
     from airflow_provider_fbmkto.hooks.marketo_types import RecordResult
+    from airflow_provider_fbmkto.pipeline.ownership import Split
     from airflow_provider_fbmkto.state.db import StateDB
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,8 @@ log = logging.getLogger(__name__)
 BATCH = 300
 CAMPAIGN_BATCH = 100
 #: Marketo codes on a removal that mean "nothing to remove": the goal (lead not in list) already holds.
-REMOVE_OK = frozenset({"1004", "1015"})
+LEAD_NOT_FOUND = "1004"
+REMOVE_OK = frozenset({LEAD_NOT_FOUND, "1015"})
 
 #: ``("add" | "remove", list id)``
 Op = tuple[str, int]
@@ -62,6 +66,9 @@ class ListMembershipSender:
     :param reasons: Marketo's reasons of a refused record as text.
     :param sent: counter of ``list:<status>`` outcomes to update.
     :param concurrency: calls in flight at once.
+    :param may_claim: asked before each claim; False stops claiming (the account's budget share is spent).
+    :param screen: splits each claimed batch by who owns its e-mails (the loader's ownership gate); held rows are
+        settled skipped with their reason, never sent.
     """
 
     def __init__(
@@ -75,6 +82,8 @@ class ListMembershipSender:
         reasons: Callable[[RecordResult], str],
         sent: Counter[str],
         concurrency: int,
+        may_claim: Callable[[], bool] = lambda: True,
+        screen: Callable[[list[LedgerRow]], Split] | None = None,
     ) -> None:
         self.mkto = mkto
         self.db = db
@@ -84,10 +93,14 @@ class ListMembershipSender:
         self.reasons = reasons
         self.sent = sent
         self.concurrency = max(1, concurrency)
+        self.may_claim = may_claim
+        self.screen = screen
         self.open: dict[str, _Open] = {}
         self.queues: dict[Op, list[Entry]] = defaultdict(list)
         self.campaigns: dict[int, list[Entry]] = defaultdict(list)
         self.settled: list[RowOutcome] = []
+        #: E-mails whose remembered lead id Marketo no longer knows (``1004``: merged or deleted there).
+        self.gone: set[str] = set()
 
     def run(self) -> None:
         failure: BaseException | None = None
@@ -123,7 +136,10 @@ class ListMembershipSender:
                     failure = self._flush_campaigns(final=False)
                 self._mark()
         if failure is not None:
-            if isinstance(failure, FbmktoError):
+            if isinstance(failure, ShareExhausted):  # list changes are idempotent: the open rows simply wait
+                self.db.ledger.reset_to_pending(list(self.open))
+                self.open.clear()
+            elif isinstance(failure, FbmktoError):
                 self.settled += [RowOutcome(k, LedgerStatus.FAILED, None, str(failure)) for k in self.open]
                 self.open.clear()
             self._mark()
@@ -133,16 +149,22 @@ class ListMembershipSender:
     # -- queues ----------------------------------------------------------------------------------------
 
     def _claim(self) -> bool:
-        """Claim a batch of rows and queue their operations; False when none is pending."""
+        """Claim a batch of rows and queue their operations; False when none is pending (or may be claimed)."""
+        if not self.may_claim():
+            return False
         rows = self.db.ledger.claim(self.account, "list", limit=BATCH, run_id=self.run_id)
         if not rows:
             return False
-        ids = self.lead_ids(r.payload["email"] for r in rows)
+        if self.screen is not None:
+            split = self.screen(rows)
+            self.settled += split.held
+            rows = split.sendable
+        ids = self.lead_ids(r.payload["email"] for r in rows) if rows else {}
         for r in rows:
             lead = ids.get(r.payload["email"])
             item = self.open[r.key] = _Open(r, lead)
             if lead is None:
-                item.errors.append(f"lead {r.payload['email']} is not in Marketo")
+                item.errors.append(no_lead(r.payload["email"], "its list membership waits for the person"))
                 self._finish(item)
                 continue
             ops = [("remove", int(i)) for i in r.payload["remove"]] + [("add", int(i)) for i in r.payload["add"]]
@@ -174,6 +196,8 @@ class ListMembershipSender:
         direction, list_id = op
         for (key, _), res in zip(entries, results, strict=True):
             item = self.open[key]
+            if not res.ok and any(x.code == LEAD_NOT_FOUND for x in res.reasons):
+                self.gone.add(item.row.payload["email"])
             if direction == "remove" and not res.ok and not {x.code for x in res.reasons} <= REMOVE_OK:
                 item.errors.append(f"remove from list {list_id}: {self.reasons(res)}")
             elif direction == "add" and not res.ok:

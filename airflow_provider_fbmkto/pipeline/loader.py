@@ -4,16 +4,9 @@ Each batch: claim ≤300 rows (pending → in_flight, atomically, so concurrent 
 send one call, mark every row by Marketo's per-record answer (written / skipped with Marketo's reason).
 
 **No duplicate, nothing lost.** Upserts of companies and leads and list membership changes are idempotent,
-so a batch whose fate is unknown goes back to pending. Activities are not (Marketo has no idempotency key):
-a batch whose answer was lost stays in_flight, the task fails, and the next attempt *resolves* in-flight
-activities before sending anything: it reads the leads' activities back and marks each row written if
-Marketo has it, pending if not. In-flight rows of another run are left alone while that run may still be
-sending (younger than ``STALE_AFTER``); a retry of the same run resolves its own rows at once.
-
-**Late writes.** Marketo may apply a write after the client gave up waiting for its answer. A row not found
-by the read-back goes back to pending only if its batch never went out (``sent_at`` unset) or went out more
-than twice the connection's ``request_timeout`` ago; otherwise the retry waits until then and reads the
-batch back again, so a fast task retry cannot resend what Marketo is still applying.
+so a batch whose fate is unknown goes back to pending. Activities are not (Marketo has no idempotency key): a
+batch whose answer was lost stays in_flight, the task fails, and the next attempt resolves in-flight activities
+by reading them back before sending anything (:mod:`~airflow_provider_fbmkto.pipeline.loader_in_doubt`).
 """
 
 from __future__ import annotations
@@ -22,15 +15,20 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_fbmkto.exceptions import ApiError, FbmktoError, TransportError
 from airflow_provider_fbmkto.pipeline.lists import ListMembershipSender
+from airflow_provider_fbmkto.pipeline.loader_in_doubt import InDoubtResolution
+from airflow_provider_fbmkto.pipeline.ownership import OwnershipGate
+from airflow_provider_fbmkto.pipeline.reasons import heals_by_itself, no_activity_type, no_lead
+from airflow_provider_fbmkto.state.budget import ShareExhausted
 from airflow_provider_fbmkto.state.ledger import LedgerRow, LedgerStatus, RowOutcome
-from airflow_provider_fbmkto.sync.keys import lead_key
+from airflow_provider_fbmkto.sync.keys import lead_key, list_key, parse_key
+from airflow_provider_fbmkto.sync.ownership import COMPANY, LEAD, sharing_policy
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.hooks.marketo import MarketoHook
@@ -41,8 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH = 300
-#: In-flight rows of another run younger than this may still be on their way; leave them to that run.
-STALE_AFTER = timedelta(minutes=10)
+#: Calls one batch may need at most (activities: lead ids, the write, a look-up and a resend for merged people):
+#: a new batch is claimed only while the account's share leaves this many per batch in flight.
+CALLS_PER_BATCH = 4
+LEAD_NOT_FOUND = "1004"
 WRITTEN, SKIPPED, FAILED, PENDING = (
     LedgerStatus.WRITTEN,
     LedgerStatus.SKIPPED,
@@ -55,13 +55,31 @@ def _reasons(result: RecordResult) -> str:
     return "; ".join(f"{r.code} {r.message}".strip() for r in result.reasons) or "skipped by Marketo (no reason given)"
 
 
+def _lead_gone(result: RecordResult) -> bool:
+    """Marketo skipped the record with ``1004``: no such person (never there, merged away or deleted)."""
+    return not result.ok and any(r.code == LEAD_NOT_FOUND for r in result.reasons)
+
+
 def _outcome(row: LedgerRow, result: RecordResult) -> RowOutcome:
     if result.ok:
         return RowOutcome(row.key, WRITTEN, result.id)
     return RowOutcome(row.key, SKIPPED, None, _reasons(result))
 
 
-class Loader:
+def _lead_outcomes(
+    rows: list[LedgerRow], results: list[RecordResult], waits: Callable[[LedgerRow], str] | None
+) -> list[RowOutcome]:
+    """Outcomes of lead upserts; with ``waits`` (an ``updateOnly`` send) a person not in Marketo waits for it."""
+    out = []
+    for r, res in zip(rows, results, strict=True):
+        if waits is not None and _lead_gone(res):  # updateOnly: this person is not in Marketo (yet)
+            out.append(RowOutcome(r.key, SKIPPED, None, no_lead(str(r.payload.get("email")), waits(r))))
+        else:
+            out.append(_outcome(r, res))
+    return out
+
+
+class Loader(InDoubtResolution):
     """One load of one account.
 
     :param mkto: the Marketo hook.
@@ -69,6 +87,7 @@ class Loader:
     :param ctx: the run.
     :param now: clock for staleness (tests pass one).
     :param sleep: waits for a late write before reading in-doubt activities back again (tests record it).
+    :param type_ids: activity apiName → type id, when the caller read them already (the preflight does).
     :param concurrency: batches in flight at once (default: the connection's ``max_concurrency``, 8). Marketo
         allows 10 calls at once and 100 per 20 s; one batch at a time leaves most of that unused, since each
         call spends its round trip waiting. The hook's limiter still paces every call.
@@ -83,6 +102,7 @@ class Loader:
         now: Callable[[], datetime] | None = None,
         concurrency: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        type_ids: dict[str, int] | None = None,
     ) -> None:
         self.mkto = mkto
         self.db = db
@@ -95,10 +115,14 @@ class Loader:
         self.late_write_window = timedelta(seconds=2 * mkto.creds.request_timeout)
         self.sent: Counter[str] = Counter()
         self.calls_before = mkto.http.stats.attempts
-        self._type_ids: dict[str, int] | None = None
+        self._type_ids: dict[str, int] | None = type_ids
         self._lock = threading.Lock()  # senders run on several threads
         self.notes: list[str] = []
         self._crm_noted = False
+        #: why the load stopped before sending everything (the account's daily budget share), else None
+        self.stopped: str | None = None
+        #: who owns the e-mails and company keys this load writes (held when another account does)
+        self.gate = OwnershipGate(db, mkto.instance, ctx.name, ctx.run_id, sharing_policy(ctx.account))
 
     # -- public ----------------------------------------------------------------------------------------
 
@@ -109,78 +133,52 @@ class Loader:
         if self.ctx.replay_failed:
             replayed = self.db.ledger.retry_failed(self.account, include_skipped=True)
             self.notes.append(f"replayed {replayed} skipped/failed rows")
-        self.resolve_in_flight()
-        self._drain("company", self._send_companies)
-        self._drain("lead", self._send_leads)
-        self._drain("activity", self._send_activities)
-        ListMembershipSender(
-            self.mkto,
-            self.db,
-            self.account,
-            self.ctx.run_id,
-            lead_ids=self._lead_ids,
-            reasons=_reasons,
-            sent=self.sent,
-            concurrency=self.concurrency,
-        ).run()
-        return {
+        retried = self.db.skip_retries.requeue(self.account, heals_by_itself, limit=self.ctx.account.retry_skipped)
+        if retried.requeued:
+            self.notes.append(f"{retried.requeued} skipped rows whose cause may have gone away are tried again")
+        if retried.exhausted:
+            self.notes.append(
+                f"{retried.exhausted} skipped rows used their {self.ctx.account.retry_skipped} automatic retries "
+                f"(retry_skipped) and wait for a replay: fbmkto ledger replay --account {self.account}"
+            )
+        try:
+            self.resolve_in_flight()
+            self._drain("company", self._send_companies)
+            self._drain("lead", self._send_leads)
+            self._drain("activity", self._send_activities)
+            gone = self._send_lists()
+            survivors = self._relookup(gone)
+            if survivors:  # a second pass for the rows of merged people, now with the surviving lead ids
+                self.db.ledger.reset_to_pending(list_key(self.account, e) for e in survivors)
+                self._send_lists()
+        except ShareExhausted as exc:
+            self.stopped = self.stopped or str(exc)
+        if held := self.gate.note():
+            self.notes.append(held)
+        result: dict[str, Any] = {
             "sent": dict(self.sent),
             "marketo_calls": self.mkto.http.stats.attempts - self.calls_before,
             "notes": self.notes,
         }
+        if self.stopped:
+            result["stopped"] = share_stop(self.db, self.ctx, self.stopped)
+        if self.gate.held:
+            result["held"] = dict(self.gate.held)
+        return result
 
-    def resolve_in_flight(self) -> dict[str, int]:
-        """Settle rows a crashed send left in_flight (see the module docstring).
-
-        Every in-flight activity is looked up in Marketo: one found there is written, whoever sent it. One
-        not found goes back to pending only when it is this run's own (a retry after a crash) or stale;
-        otherwise another run may be sending it right now, so it is left to that run.
-        """
-        rows = self.db.ledger.in_flight(self.account)
-        if not rows:
-            return {}
-        cutoff = self.now() - STALE_AFTER
-        settled = [r for r in rows if r.run_id == self.ctx.run_id or r.updated_at < cutoff]
-        others = [r.key for r in settled if r.kind != "activity"]
-        if others:
-            self.db.ledger.reset_to_pending(others)
-        activities = [r for r in rows if r.kind == "activity"]
-        found = self._find_written(activities)
-        settled_keys = {r.key for r in settled}
-        found.update(self._await_late_writes([r for r in activities if r.key in settled_keys and r.key not in found]))
-        outcomes = [RowOutcome(r.key, WRITTEN, found[r.key]) for r in activities if r.key in found]
-        outcomes += [RowOutcome(r.key, PENDING) for r in activities if r.key not in found and r.key in settled_keys]
-        self.db.ledger.mark(outcomes)
-        counts = {
-            "reset": len(others) + sum(1 for o in outcomes if o.status == PENDING),
-            "confirmed_written": len(found),
-            "left_to_their_run": len(rows)
-            - len(settled)
-            - sum(1 for r in activities if r.key in found and r.key not in settled_keys),
-        }
-        self.notes.append(f"resolved in-flight rows: {counts}")
-        log.warning("resolved %s in-flight rows of %s: %s", len(rows), self.account, counts)
-        return counts
-
-    def _await_late_writes(self, missing: list[LedgerRow]) -> dict[str, int]:
-        """Rows sent so recently that Marketo may still apply them: wait out the window, then read them back."""
-        now = self.now()
-        recent = [r for r in missing if r.sent_at is not None and r.sent_at + self.late_write_window > now]
-        if not recent:
-            return {}
-        until = max(r.sent_at for r in recent if r.sent_at is not None) + self.late_write_window
-        seconds = (until - now).total_seconds()
-        log.warning(
-            "%d in-doubt activities of %s went out less than %.0f s ago and are not in Marketo yet; waiting %.0f s "
-            "for a late write before reading them back again",
-            len(recent),
-            self.account,
-            self.late_write_window.total_seconds(),
-            seconds,
+    def _may_claim(self, in_flight: int) -> bool:
+        """Whether the account's daily budget share leaves room for one more batch; records the stop if not."""
+        if self.stopped:
+            return False
+        left = self.mkto.share_left()
+        if left is None or left >= CALLS_PER_BATCH * (in_flight + 1):
+            return True
+        self.stopped = (
+            f"account {self.account!r} reached its daily_budget_share ({self.ctx.account.daily_budget_share}) of "
+            f"Marketo instance {self.mkto.instance}: {left} of its {self.mkto.share_limit} calls today are left, too "
+            "few for another batch; the load stopped so the other accounts keep their share"
         )
-        self.notes.append(f"waited {seconds:.0f} s for late writes of {len(recent)} in-doubt activities")
-        self.sleep(seconds)
-        return self._find_written(recent)
+        return False
 
     # -- batching --------------------------------------------------------------------------------------
 
@@ -196,6 +194,9 @@ class Loader:
             exhausted = False
             while True:
                 while failure is None and not exhausted and len(in_flight) < self.concurrency:
+                    if not self._may_claim(len(in_flight)):
+                        exhausted = True
+                        break
                     rows = self.db.ledger.claim(self.account, kind, limit=BATCH, run_id=self.ctx.run_id)
                     if not rows:
                         exhausted = True
@@ -208,6 +209,11 @@ class Loader:
                     rows = in_flight.pop(future)
                     try:
                         outcomes = future.result()
+                    except ShareExhausted as exc:  # the account's share is spent: stop cleanly, rows wait
+                        self._abort(kind, rows, exc, in_doubt=kind == "activity", pending=True)
+                        self.stopped = self.stopped or str(exc)
+                        exhausted = True
+                        continue
                     except TransportError as exc:
                         self._abort(kind, rows, exc, in_doubt=exc.sent)
                         failure = failure or exc
@@ -224,11 +230,17 @@ class Loader:
         if failure is not None:
             raise failure
 
-    def _abort(self, kind: str, rows: list[LedgerRow], exc: Exception, *, in_doubt: bool) -> None:
-        """A batch call failed as a whole: give its rows back, unless activities may have been written."""
+    def _abort(
+        self, kind: str, rows: list[LedgerRow], exc: Exception, *, in_doubt: bool, pending: bool = False
+    ) -> None:
+        """A batch call failed as a whole: give its rows back (failed, or ``pending`` untouched), unless activities
+        may have been written (a budget stop inside a batch: an earlier call of it may have written some)."""
         if in_doubt and kind == "activity":
             log.error("%d activities are in doubt after %s; the next attempt reads them back", len(rows), exc)
             self.db.ledger.mark_sent(r.key for r in rows)  # late writes are counted from when we gave up
+            return
+        if pending:
+            self.db.ledger.reset_to_pending(r.key for r in rows)
             return
         self.db.ledger.mark(RowOutcome(r.key, FAILED, None, str(exc)) for r in rows)
 
@@ -239,6 +251,10 @@ class Loader:
     # -- senders ---------------------------------------------------------------------------------------
 
     def _send_companies(self, rows: list[LedgerRow]) -> list[RowOutcome]:
+        split = self.gate.split(COMPANY, rows, lambda r: parse_key(r.key).rest, "company")
+        rows = split.sendable  # a shared company is written by both accounts (createOrUpdate by externalCompanyId)
+        if not rows:
+            return split.held
         results = self.mkto.upsert_companies([r.payload for r in rows])
         with self._lock:
             note = self.mkto.crm_synced and not self._crm_noted
@@ -248,11 +264,31 @@ class Loader:
                 "Marketo syncs companies with a CRM (1018): companies were skipped; "
                 "the payment facts are on lead fields"
             )
-        return [_outcome(r, res) for r, res in zip(rows, results, strict=True)]
+        return split.held + [_outcome(r, res) for r, res in zip(rows, results, strict=True)]
 
     def _send_leads(self, rows: list[LedgerRow]) -> list[RowOutcome]:
-        results = self.mkto.upsert_leads([r.payload for r in rows])
-        return [_outcome(r, res) for r, res in zip(rows, results, strict=True)]
+        policy = self.ctx.account.marketo.leads
+        split = self.gate.split(LEAD, rows, lambda r: parse_key(r.key).rest, "lead")
+        outcomes = split.held
+        if split.own:
+            results = self.mkto.upsert_leads(
+                [r.payload for r in split.own], create=policy.create, partition=policy.partition
+            )
+            update_only = (
+                "the account is update-only (marketo.leads.create: false); it goes through once the person exists"
+            )
+            outcomes += _lead_outcomes(split.own, results, None if policy.create else lambda _: update_only)
+        if split.shared:  # another account owns these people and creates them: this account only updates them
+            results = self.mkto.upsert_leads([r.payload for r in split.shared], create=False)
+            outcomes += _lead_outcomes(
+                split.shared,
+                results,
+                lambda r: (
+                    f"account {split.owners[r.key]!r} owns this e-mail and creates the person; this account "
+                    "shares it (marketo.leads.shared) and only updates it, once it exists"
+                ),
+            )
+        return outcomes
 
     def _lead_ids(self, emails: Iterable[str]) -> dict[str, int]:
         """Marketo lead id per e-mail: from the ledger's written lead rows, else read from Marketo."""
@@ -272,64 +308,87 @@ class Loader:
             return self._type_ids
 
     def _send_activities(self, rows: list[LedgerRow]) -> list[RowOutcome]:
+        split = self.gate.split(LEAD, rows, lambda r: str(r.payload["leadEmail"]), "activity on lead")
+        outcomes: dict[str, RowOutcome] = {o.key: o for o in split.held}
+        if not split.sendable:
+            return split.held
+        everyone, rows = rows, split.sendable
         type_ids = self._activity_type_ids()
         lead_ids = self._lead_ids(r.payload["leadEmail"] for r in rows)
-        outcomes: dict[str, RowOutcome] = {}
         sendable: list[tuple[LedgerRow, dict[str, Any]]] = []
         for r in rows:
             p = r.payload
             type_id = type_ids.get(p["activityType"])
             lead_id = lead_ids.get(p["leadEmail"])
             if type_id is None:
-                outcomes[r.key] = RowOutcome(
-                    r.key,
-                    SKIPPED,
-                    None,
-                    f"Marketo has no approved activity type {p['activityType']!r}; run "
-                    f"`fbmkto setup-marketo --conn-id {self.ctx.account.marketo_conn_id}`, then replay",
-                )
+                reason = no_activity_type(p["activityType"], self.ctx.account.marketo_conn_id)
+                outcomes[r.key] = RowOutcome(r.key, SKIPPED, None, reason)
             elif lead_id is None:
-                outcomes[r.key] = RowOutcome(
-                    r.key, FAILED, None, f"lead {p['leadEmail']} is not in Marketo (its lead write has not succeeded)"
-                )
+                outcomes[r.key] = self._no_lead(r.key, p["leadEmail"])
             else:
                 sendable.append((r, _activity_input(p, lead_id, type_id)))
         if sendable:
             self.db.ledger.mark_sent(r.key for r, _ in sendable)  # from now on Marketo may have them
             results = self.mkto.add_activities([body for _, body in sendable])
+            gone = [(r, body) for (r, body), res in zip(sendable, results, strict=True) if _lead_gone(res)]
             for (r, _), res in zip(sendable, results, strict=True):
                 outcomes[r.key] = _outcome(r, res)
-        return [outcomes[r.key] for r in rows]
+            outcomes.update(self._resend_to_survivors(gone))
+        return [outcomes[r.key] for r in everyone]
 
-    # -- in-doubt activities ---------------------------------------------------------------------------
+    def _send_lists(self) -> set[str]:
+        """Send the pending list rows; the e-mails whose remembered lead Marketo no longer knows (1004)."""
+        sender = ListMembershipSender(
+            self.mkto,
+            self.db,
+            self.account,
+            self.ctx.run_id,
+            lead_ids=self._lead_ids,
+            reasons=_reasons,
+            sent=self.sent,
+            concurrency=self.concurrency,
+            may_claim=lambda: self._may_claim(self.concurrency - 1),
+            screen=lambda rows: self.gate.split(LEAD, rows, lambda r: str(r.payload["email"]), "list membership of"),
+        )
+        sender.run()
+        return sender.gone
 
-    def _find_written(self, rows: Sequence[LedgerRow]) -> dict[str, int]:
-        """Keys of in-flight activity rows Marketo already has (matched on lead, type, primary value, date)."""
-        if not rows:
-            return {}
-        type_ids = self._activity_type_ids()
-        lead_ids = self._lead_ids(r.payload["leadEmail"] for r in rows)
-        wanted: dict[tuple[int, int, str, datetime], str] = {}
-        for r in rows:
-            p = r.payload
-            lead_id, type_id = lead_ids.get(p["leadEmail"]), type_ids.get(p["activityType"])
-            if lead_id is not None and type_id is not None:
-                when = datetime.fromisoformat(p["activityDate"]).astimezone(timezone.utc)
-                wanted[(lead_id, type_id, str(p["primaryAttributeValue"]), when)] = r.key
+    def _relookup(self, emails: Iterable[str]) -> dict[str, int]:
+        """Look up once more the people Marketo answered ``1004`` for (merged or deleted there).
+
+        A surviving person (a merge keeps one of the two, and may keep the e-mail) becomes the remembered lead;
+        a person gone for good is created again by the next run (its lead row back to pending), unless the
+        account is update-only. Returns e-mail → surviving lead id.
+        """
+        wanted = sorted(set(emails))
         if not wanted:
             return {}
-        since = min(k[3] for k in wanted) - timedelta(seconds=1)
-        found: dict[str, int] = {}
-        types = sorted({k[1] for k in wanted})
-        leads = sorted({k[0] for k in wanted})
-        for act in self.mkto.iter_activities(since, types, leads):
-            when = datetime.fromisoformat(str(act["activityDate"]).replace("Z", "+00:00")).astimezone(timezone.utc)
-            key = wanted.get(
-                (int(act["leadId"]), int(act["activityTypeId"]), str(act.get("primaryAttributeValue")), when)
-            )
-            if key is not None:
-                found[key] = int(act.get("id") or 0)
+        found = {str(x["email"]).lower(): int(x["id"]) for x in self.mkto.get_leads_by_email(wanted, ["id", "email"])}
+        remembered = self.db.ledger.marketo_ids(lead_key(self.account, e) for e in found)  # written lead rows
+        moved = {lead_key(self.account, e): i for e, i in found.items()}
+        self.db.ledger.mark(RowOutcome(k, WRITTEN, i) for k, i in moved.items() if k in remembered)
+        lost = [e for e in wanted if e not in found]
+        if lost and self.ctx.account.marketo.leads.create:
+            self.db.ledger.reset_to_pending(lead_key(self.account, e) for e in lost)
+        self.notes.append(f"people gone from Marketo (1004): {len(found)} merged into a survivor, {len(lost)} deleted")
         return found
+
+    def _no_lead(self, key: str, email: str) -> RowOutcome:
+        """The outcome of a row whose person is not in Marketo: it waits (update only) or fails (retried)."""
+        if not self.ctx.account.marketo.leads.create:
+            return RowOutcome(key, SKIPPED, None, no_lead(email, "the account is update-only; waiting for the person"))
+        return RowOutcome(key, FAILED, None, f"lead {email} is not in Marketo (its lead write has not succeeded)")
+
+    def _resend_to_survivors(self, gone: list[tuple[LedgerRow, dict[str, Any]]]) -> dict[str, RowOutcome]:
+        """Activities Marketo refused with ``1004`` for a remembered lead: sent once more to the surviving person
+        (see :meth:`_relookup`); those of a person gone for good wait for it (update only) or fail (retried)."""
+        found = self._relookup(r.payload["leadEmail"] for r, _ in gone)
+        survivors = [(r, {**body, "leadId": found[e]}) for r, body in gone if (e := r.payload["leadEmail"]) in found]
+        outcomes = {r.key: self._no_lead(r.key, r.payload["leadEmail"]) for r, _ in gone}
+        if survivors:
+            results = self.mkto.add_activities([body for _, body in survivors])
+            outcomes.update({r.key: _outcome(r, res) for (r, _), res in zip(survivors, results, strict=True)})
+        return outcomes
 
 
 #: Answers after which Marketo may have applied the write: server errors other than "unavailable", and
@@ -354,6 +413,20 @@ def _activity_input(payload: dict[str, Any], lead_id: int, type_id: int) -> dict
     }
 
 
-def load(mkto: MarketoHook, db: StateDB, ctx: RunContext, *, concurrency: int | None = None) -> dict[str, Any]:
+def share_stop(db: StateDB, ctx: RunContext, why: str) -> dict[str, Any]:
+    """What the report says about a load that stopped for the account's ``daily_budget_share``."""
+    counts = db.ledger.counts(ctx.name)
+    waiting = sum(n for (_kind, status), n in counts.items() if status in ("pending", "failed", "in_flight"))
+    return {"reason": "daily_budget_share", "message": why, "rows_waiting": waiting}
+
+
+def load(
+    mkto: MarketoHook,
+    db: StateDB,
+    ctx: RunContext,
+    *,
+    concurrency: int | None = None,
+    type_ids: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """Send the account's pending ledger rows to Marketo (see :class:`Loader`)."""
-    return Loader(mkto, db, ctx, concurrency=concurrency).run()
+    return Loader(mkto, db, ctx, concurrency=concurrency, type_ids=type_ids).run()

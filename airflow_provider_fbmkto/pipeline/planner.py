@@ -2,99 +2,121 @@
 
 What a run plans:
 
-* **activities** of its window (Invoice Sent / Payment Received / Invoice Overdue), from the mirror, so a
-  backfill of March finds March's payments whatever their ``updated`` time; plus Invoice Sent from pending
-  ``invoice.sendByEmail`` webhook events (dated at the event; same key, so one activity per invoice);
+* **activities** (Invoice Sent / Payment Received / Invoice Overdue) by the account's scope rule
+  (``sync/scope.py``): a fact dated inside the span the account's runs have covered is sent by the first run
+  that sees it -- the run whose window holds its date, or else the first run that pulls its record after it
+  appeared or changed -- dated at its own date, once (the ledger key); a fact dated after the frontier waits
+  for its window. The scope is extended before planning; the by-date pass covers the window and what it
+  added to the scope, the by-change pass the pulled records (:mod:`~.planner_facts`). Facts older than
+  Marketo's activity retention are counted, not sent. Pending activities whose record was deleted (or went
+  back to draft) are withdrawn;
 * **companies and leads** of the clients it affects: clients whose records changed since the last pull,
-  clients with an activity in the window, and -- first run or ``full_refresh`` -- every client. A company is
+  clients with an activity this run, and -- first run or ``full_refresh`` -- every client. A company is
   always summarised over *all* its clients; leads and companies go to the ledger only when their payload
   hash changed, so a steady-state day sends only what changed;
-* **list changes** mirroring each planned lead's payment status.
+* **list changes** mirroring each planned lead's payment status; the e-mail a client moved away from (or a
+  deleted client's e-mail), when no live client has it any more, leaves both lists -- reported.
+
+A dry run does all of this against the ledger read-only (a preview per kind, with examples) and writes no
+sync state: no ledger row, scope, watermark or consumed event. It does refresh the mirror, the local copy of
+FreshBooks, which keeps an e-mail move until a real run has made it.
 
 Summaries describe the billing facts as of the run (``ctx.now``), in the account's dominant currency
 (the most common client currency): Marketo gets one number per field.
-
-Memory stays flat whatever the account's size: activities are planned a batch of records at a time (with only
-the clients and invoices that batch needs), and companies and leads a chunk of complete company / e-mail
-groups at a time; across the account only a compact array of (group hash, client id) is held.
 """
 
 from __future__ import annotations
 
-import json
-import zlib
-from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime, timedelta
-from itertools import islice
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_fbmkto.pipeline.extract import EVENTS_FILE, FILES, PULLED_UNTIL
+from airflow_provider_fbmkto.pipeline.extract import FILES, PULLED_UNTIL
+from airflow_provider_fbmkto.pipeline.planner_facts import FactPlanner, staged, staged_data
+from airflow_provider_fbmkto.pipeline.planner_groups import Groups, chunks
+from airflow_provider_fbmkto.pipeline.preflight import companies_refused
 from airflow_provider_fbmkto.state.mirror import FreshBooksMirror
-from airflow_provider_fbmkto.sync.activities import (
-    invoice_sent_activities,
-    overdue_activities,
-    payment_activities,
-    sent_event_activity,
-)
-from airflow_provider_fbmkto.sync.codec import Record, loads_line
-from airflow_provider_fbmkto.sync.health import invoice_is_live, invoice_unpaid_at
-from airflow_provider_fbmkto.sync.mapping import list_change, plan_companies, plan_leads
-from airflow_provider_fbmkto.sync.matching import match_client, match_clients
-from airflow_provider_fbmkto.sync.plan import MappingContext, Plan, PlannedActivity, Skipped
-from airflow_provider_fbmkto.sync.records import Client, Invoice
-from airflow_provider_fbmkto.sync.window import window_dates
+from airflow_provider_fbmkto.sync.mapping import company_payload, company_summaries, list_change, list_exit, plan_leads
+from airflow_provider_fbmkto.sync.matching import match_clients
+from airflow_provider_fbmkto.sync.plan import MappingContext, PlannedActivity, Skipped
+from airflow_provider_fbmkto.sync.records import Client
+from airflow_provider_fbmkto.sync.scope import Scope, changed_coverage, date_spans, retention_start, split_retained
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.pipeline.context import RunContext
     from airflow_provider_fbmkto.pipeline.extract import StagingDir
     from airflow_provider_fbmkto.state.db import StateDB
 
-#: Clients whose invoices and payments are held in memory at once while planning companies and leads.
-CLIENTS_PER_CHUNK = 1000
-#: Days of the window read by one query while planning activities.
-DAYS_PER_CHUNK = 7
-#: FreshBooks records whose activities are planned (and held in memory) at once.
-RECORDS_PER_BATCH = 1000
-T = TypeVar("T")
-_DAY = timedelta(days=1)
-#: Group hashes are 23 bits, so (hash, client id) packs into one signed 64-bit integer (ids < 2**40). Two
-#: groups sharing a hash only land in the same chunk, which changes nothing but the chunk's size.
-_HASH_BITS, _ID_BITS = 23, 40
+#: Entries of the report's lists (skips, moves, examples) kept at most.
+LISTED = 200
+EXAMPLES = 5
+WITHDRAWN = "withdrawn before it was sent: its FreshBooks record was deleted (or the invoice is a draft again)"
+Row = tuple[str, str, dict[str, Any], str]
 
 
-def _staged(staging: StagingDir, kind: str) -> Iterator[Record]:
-    path = staging / FILES[kind]
-    if not path.exists():
-        return
-    with path.open("r") as lines:
-        for line in lines:
-            if line.strip():
-                yield loads_line(line)
-
-
-def _client_of(record: Record) -> int:
-    if isinstance(record, Client):
-        return record.id
-    if isinstance(record, Invoice):
-        return record.customerid
-    return record.clientid
+def _example(kind: str, payload: dict[str, Any]) -> str:
+    if kind == "activity":
+        return (
+            f"{payload['activityType']} {payload['primaryAttributeValue']} on {payload['activityDate'][:10]} "
+            f"for {payload['leadEmail']}"
+        )
+    if kind == "lead":
+        return f"{payload.get('email')}: fbPaymentStatus={payload.get('fbPaymentStatus')}"
+    if kind == "list":
+        return f"{payload['email']}: {payload['segment'] or 'in no segment list'}"
+    return str(payload.get("externalCompanyId") or payload.get("company"))
 
 
 class _Tally:
-    """Counts of what planning produced, for XCom and the report."""
+    """What planning produced, for XCom and the report; also where planned rows go (the ledger, or a preview)."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: StateDB, ctx: RunContext) -> None:
+        self.db = db
+        self.ctx = ctx
         self.planned: Counter[str] = Counter()
         self.ledger: Counter[str] = Counter()
         self.skipped: list[dict[str, str]] = []
+        self.too_old: list[str] = []
+        self.too_old_count = 0
+        self.preview: dict[str, dict[str, Any]] = defaultdict(lambda: {"new": 0, "changed": 0, "examples": []})
 
     def add_skips(self, skips: Iterable[Skipped]) -> None:
         for s in skips:
-            if len(self.skipped) < 200:
+            if len(self.skipped) < LISTED:
                 self.skipped.append({"key": s.key, "reason": s.reason})
             self.planned["skipped"] += 1
+
+    def activities(self, items: list[PlannedActivity], retained_from: datetime) -> list[PlannedActivity]:
+        kept, old = split_retained(items, start=retained_from)
+        self.too_old_count += len(old)
+        self.too_old += [a.key for a in old[: max(0, 10 - len(self.too_old))]]
+        self.plan([(a.key, "activity", a.payload(), a.payload_hash()) for a in kept])
+        self.planned["activity"] += len(kept)
+        return kept
+
+    def plan(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        if not self.ctx.dry_run:
+            self.ledger.update(self.db.ledger.plan(self.ctx.name, self.ctx.run_id, rows).as_dict())
+            return
+        payloads = {key: (kind, payload) for key, kind, payload, _ in rows}
+        for key, kind, decision in self.db.ledger.preview(rows):
+            self.ledger[decision] += 1
+            if decision in ("new", "changed"):
+                entry = self.preview[kind]
+                entry[decision] += 1
+                if len(entry["examples"]) < EXAMPLES:
+                    entry["examples"].append(f"{decision}: {_example(kind, payloads[key][1])}")
+
+
+def _scope(db: StateDB, ctx: RunContext) -> tuple[Scope | None, Scope]:
+    """The scope before this run and with its window (extended in the state DB, except in a dry run)."""
+    if ctx.dry_run:
+        before = db.scopes.get(ctx.name)
+        return before, before.extended(ctx.window) if before else Scope.of(ctx.window)
+    return db.scopes.extend(ctx.name, ctx.run_id, ctx.window)
 
 
 def plan_run(db: StateDB, ctx: RunContext, staging: StagingDir, extracted: dict[str, Any]) -> dict[str, Any]:
@@ -102,198 +124,126 @@ def plan_run(db: StateDB, ctx: RunContext, staging: StagingDir, extracted: dict[
     account = ctx.name
     mirror = FreshBooksMirror(db)
     first_run = db.watermarks.get(account, PULLED_UNTIL) is None
-
     everyone = first_run or ctx.full_refresh
     touched: set[int] = set()
     for kind in FILES:
-        staged = _staged(staging, kind)
-        mirror.upsert(account, staged if everyone else _tracking(staged, touched))
-    mctx = MappingContext(account, extracted["fb_account_id"], ctx.account.tz, ctx.account.activity_types)
-    tally = _Tally()
+        records = staged_data(staging, kind)
+        mirror.upsert_data(account, records if everyone else _tracking(records, touched))
+    before, after = _scope(db, ctx)  # after the mirror has this run's records (see state/scope.py)
+    mctx = MappingContext(
+        account,
+        extracted["fb_account_id"],
+        ctx.account.tz,
+        ctx.account.activity_types,
+        fit=ctx.account.marketo,
+        companies_refused=companies_refused(db, account),
+    )
+    tally = _Tally(db, ctx)
 
+    facts = FactPlanner(mirror, ctx, mctx, tally.add_skips)
+    spans = date_spans(before, after, ctx.window)
+    passes: list[Iterator[list[PlannedActivity]]] = [facts.by_date(spans), facts.from_events(staging)]
+    if before is not None:
+        dates = changed_coverage(after, spans, end=ctx.window.end, now=ctx.now)
+        passes.append(facts.by_change(staging, dates, clients=not everyone))
+    retained_from = retention_start(ctx.now, ctx.account.tz)
     active_emails: set[str] = set()
-    for activities in _window_activities(mirror, ctx, mctx, staging, tally):
+    for activities in (batch for p in passes for batch in p):
+        kept = tally.activities(activities, retained_from)
         if not everyone:
-            active_emails.update(a.lead_email for a in activities)
-        entries = [(a.key, "activity", a.payload(), a.payload_hash()) for a in activities]
-        tally.ledger.update(db.ledger.plan(account, ctx.run_id, entries).as_dict())
-        tally.planned["activity"] += len(activities)
+            active_emails.update(a.lead_email for a in kept)
+    withdrawn = 0
+    if not first_run:  # a first run has no earlier ledger row to withdraw
+        withdrawn = sum(
+            db.ledger.withdraw(account, ctx.run_id, keys, prefixes, reason=WITHDRAWN, dry_run=ctx.dry_run)
+            for keys, prefixes in facts.withdrawals(staging)
+        )
 
-    groups = _Groups(ctx, everyone, touched, active_emails)
-    packed, wanted, currency = groups.pack(mirror.clients(account))
-    for ids in _chunks(packed, wanted):
-        group = groups.whole_wanted(mirror.clients_by_ids(account, ids).values())
-        if not group:
-            continue
-        matches = match_clients(group, ctx.account.matching.rules, ctx.account.matching.free_mail)
-        invoices, payments = mirror.of_clients(account, [c.id for c in group])
-        companies = plan_companies(group, invoices, payments, matches, as_of=ctx.now, ctx=mctx, currency=currency)
-        chosen = [c for c in group if groups.affected(c)]
-        leads = plan_leads(chosen, invoices, payments, matches, as_of=ctx.now, ctx=mctx, currency=currency)
-        tally.add_skips(leads.skipped)
-        changes = [ch for ch in (list_change(lead, ctx.account.segments, mctx) for lead in leads.items) if ch]
-        rows: list[tuple[str, str, dict[str, Any], str]] = []
-        rows += [(c.key, "company", c.record(), c.payload_hash()) for c in companies.items]
-        rows += [(lead.key, "lead", lead.record(), lead.payload_hash()) for lead in leads.items]
-        rows += [(ch.key, "list", ch.payload(), ch.payload_hash()) for ch in changes]
-        tally.planned.update(company=len(companies.items), lead=len(leads.items), list=len(changes))
-        tally.ledger.update(db.ledger.plan(account, ctx.run_id, rows).as_dict())
+    moves = mirror.moves(account)
+    deleted = [c for c in staged(staging, "client") if isinstance(c, Client) and c.is_deleted and c.email.strip()]
+    touched.update(c.id for c, _ in moves)
+    vacated = {old for _, old in moves} | {c.email.strip().lower() for c in deleted}
+    groups = Groups(ctx, everyone, touched, active_emails, vacated)
+    planned_emails = _plan_groups(db, ctx, mirror, mctx, groups, tally)
+    exited = _plan_exits(ctx, mctx, tally, vacated - groups.still_used - planned_emails)
+    if everyone:  # a first run or full refresh pulls every deleted client: report those whose lead left a list
+        deleted = [c for c in deleted if c.email.strip().lower() in exited]
 
     if not ctx.dry_run:
         db.watermarks.set_max(account, PULLED_UNTIL, datetime.fromisoformat(extracted["pulled_until"]))
         if extracted.get("event_ids"):
             db.events.mark_consumed(extracted["event_ids"], ctx.run_id)
-    return {
+        mirror.clear_moves(account, [c.id for c, _ in moves])
+    result: dict[str, Any] = {
         "planned": dict(tally.planned),
         "ledger": dict(tally.ledger),
         "skipped": tally.skipped,
         "affected_clients": groups.affected_count,
         "first_run": first_run,
+        "scope": {"horizon": after.horizon.isoformat(), "frontier": after.frontier.isoformat()},
+        "withdrawn": withdrawn,
+        "email_changes": [{"client": c.id, "from": old, "to": c.email.strip().lower()} for c, old in moves][:LISTED],
+        "deleted_clients": [{"client": c.id, "email": c.email.strip().lower()} for c in deleted][:LISTED],
     }
+    if tally.too_old_count:
+        result["too_old"] = {
+            "count": tally.too_old_count,
+            "before": retained_from.date().isoformat(),
+            "examples": tally.too_old,
+        }
+    if ctx.dry_run:
+        result["preview"] = dict(tally.preview)
+    return result
 
 
-def _tracking(records: Iterator[Record], touched: set[int]) -> Iterator[Record]:
-    for record in records:
-        touched.add(_client_of(record))
-        yield record
+def _tracking(records: Iterator[tuple[str, dict[str, Any]]], touched: set[int]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for kind, data in records:
+        touched.add(int(data["id"] if kind == "client" else data["customerid" if kind == "invoice" else "clientid"]))
+        yield kind, data
 
 
-class _Groups:
-    """Which clients a run plans companies and leads for, and how they are chunked.
-
-    A client's group is its company (the matched company key) or, unmatched, its e-mail: a company is never
-    split across chunks (its summary needs all its clients), nor a lead's e-mail group. A group is planned
-    when one of its clients is affected: every client on a first run or ``full_refresh``, else the clients
-    whose records changed and those with an activity in the window.
-    """
-
-    def __init__(self, ctx: RunContext, everyone: bool, touched: set[int], active_emails: set[str]) -> None:
-        self.rules = ctx.account.matching.rules
-        self.free_mail = frozenset(d.lower() for d in ctx.account.matching.free_mail)
-        self.everyone = everyone
-        self.touched = touched
-        self.active_emails = active_emails
-        self.affected_count = 0
-
-    def key(self, c: Client) -> str:
-        match = None if c.is_deleted else match_client(c, self.rules, self.free_mail)
-        return match.key if match else f"email:{c.email.strip().lower() or c.id}"
-
-    def affected(self, c: Client) -> bool:
-        return self.everyone or c.id in self.touched or c.email.strip().lower() in self.active_emails
-
-    def pack(self, clients: Iterable[Client]) -> tuple[array[int], set[int] | None, str | None]:
-        """One pass over the account's clients: ``(group hash << 40) | id`` of each, sorted; the hashes of the
-        groups to plan (``None``: all); the dominant currency of the live clients."""
-        packed: array[int] = array("q")
-        wanted: set[int] | None = None if self.everyone else set()
-        currencies: Counter[str] = Counter()
-        for c in clients:
-            if not c.is_deleted and c.currency_code:
-                currencies[c.currency_code] += 1
-            group = zlib.crc32(self.key(c).encode()) & ((1 << _HASH_BITS) - 1)
-            packed.append(group << _ID_BITS | c.id)
-            if self.affected(c):
-                self.affected_count += 1
-                if wanted is not None:
-                    wanted.add(group)
-        currency = min(currencies.items(), key=lambda kv: (-kv[1], kv[0]))[0] if currencies else None
-        return array("q", sorted(packed)), wanted, currency
-
-    def whole_wanted(self, clients: Iterable[Client]) -> list[Client]:
-        """The clients of the wanted groups among ``clients`` (a chunk of whole groups), by id."""
-        ordered = sorted(clients, key=lambda c: c.id)
-        if self.everyone:
-            return ordered
-        keys = {c.id: self.key(c) for c in ordered}
-        wanted = {keys[c.id] for c in ordered if self.affected(c)}
-        return [c for c in ordered if keys[c.id] in wanted]
+def _plan_groups(
+    db: StateDB, ctx: RunContext, mirror: FreshBooksMirror, mctx: MappingContext, groups: Groups, tally: _Tally
+) -> set[str]:
+    """Plan companies, leads and list changes of the affected groups; returns the lead e-mails planned."""
+    account = ctx.name
+    planned: set[str] = set()
+    packed, wanted, currency = groups.pack(mirror.clients(account))
+    for ids in chunks(packed, wanted):
+        group = groups.whole_wanted(mirror.clients_by_ids(account, ids).values())
+        if not group:
+            continue
+        matches = match_clients(group, ctx.account.matching.rules, ctx.account.matching.free_mail)
+        invoices, payments = mirror.of_clients(account, [c.id for c in group])
+        summaries = company_summaries(group, invoices, payments, matches, as_of=ctx.now, ctx=mctx, currency=currency)
+        companies = [company_payload(m, s, mctx) for m, s in summaries.values()] if mctx.writes_companies else []
+        chosen = [c for c in group if groups.affected(c)]
+        on_leads = summaries if mctx.company_facts_on_leads else None
+        leads = plan_leads(
+            chosen, invoices, payments, matches, as_of=ctx.now, ctx=mctx, currency=currency, companies=on_leads
+        )
+        tally.add_skips(leads.skipped)
+        changes = [ch for ch in (list_change(lead, ctx.account.segments, mctx) for lead in leads.items) if ch]
+        rows: list[Row] = []
+        rows += [(c.key, "company", c.record(), c.payload_hash()) for c in companies]
+        rows += [(lead.key, "lead", lead.record(), lead.payload_hash()) for lead in leads.items]
+        rows += [(ch.key, "list", ch.payload(), ch.payload_hash()) for ch in changes]
+        tally.planned.update(company=len(companies), lead=len(leads.items), list=len(changes))
+        tally.plan(rows)
+        planned.update(lead.email for lead in leads.items)
+    return planned
 
 
-def _chunks(packed: array[int], wanted: set[int] | None) -> Iterator[list[int]]:
-    """Client ids to plan together: whole wanted groups, about ``CLIENTS_PER_CHUNK`` clients a chunk."""
-    chunk: list[int] = []
-    previous = -1
-    for value in packed:
-        group, client_id = value >> _ID_BITS, value & ((1 << _ID_BITS) - 1)
-        if group != previous and len(chunk) >= CLIENTS_PER_CHUNK:
-            yield chunk
-            chunk = []
-        previous = group
-        if wanted is None or group in wanted:
-            chunk.append(client_id)
-    if chunk:
-        yield chunk
-
-
-def _batches(records: Iterable[T]) -> Iterator[list[T]]:
-    it = iter(records)
-    while batch := list(islice(it, RECORDS_PER_BATCH)):
-        yield batch
-
-
-def _planned(plan: Plan[PlannedActivity], tally: _Tally) -> list[PlannedActivity]:
-    tally.add_skips(plan.skipped)
-    return list(plan.items)
-
-
-def _spans(first: date, last: date) -> Iterator[tuple[date, date]]:
-    """``[first, last]`` in inclusive spans of ``DAYS_PER_CHUNK`` days."""
-    while first <= last:
-        end = min(last, first + timedelta(days=DAYS_PER_CHUNK - 1))
-        yield first, end
-        first = end + _DAY
-
-
-def _window_activities(
-    mirror: FreshBooksMirror,
-    ctx: RunContext,
-    mctx: MappingContext,
-    staging: StagingDir,
-    tally: _Tally,
-) -> Iterator[list[PlannedActivity]]:
-    """The window's activities in batches of at most ``RECORDS_PER_BATCH`` records, each read with only the
-    clients, invoices and payments it needs; queries cover ``DAYS_PER_CHUNK`` days at a time."""
-    account, window, tz = ctx.name, ctx.window, ctx.account.tz
-    first, stop = window_dates(window, tz)
-    # Overdue moment = start of the day after due_date: due dates from one day before the window's first date.
-    for low, high in _spans(first - _DAY, stop):
-        if high >= first:
-            for created in _batches(mirror.invoices_created(account, max(low, first), high)):
-                by_id = mirror.clients_by_ids(account, {i.customerid for i in created})
-                yield _planned(invoice_sent_activities(created, by_id, window, mctx), tally)
-            for payments in _batches(mirror.payments_dated(account, max(low, first), high)):
-                by_id = mirror.clients_by_ids(account, {p.clientid for p in payments})
-                paid = mirror.invoices_by_ids(account, {p.invoiceid for p in payments})
-                yield _planned(payment_activities(payments, by_id, paid, window, mctx), tally)
-        # Only live invoices still unpaid at the window's end can go overdue in it (overdue_activities checks
-        # again); the others need neither their client nor their payments.
-        due_now = mirror.invoices_due(account, low, high)
-        for due in _batches(i for i in due_now if invoice_is_live(i) and invoice_unpaid_at(i, window.end, tz)):
-            by_id = mirror.clients_by_ids(account, {i.customerid for i in due})
-            paid_back = mirror.payments_of_invoices(account, due)
-            yield _planned(overdue_activities(due, by_id, window, mctx, payments=paid_back), tally)
-
-    events = staging / EVENTS_FILE
-    if events.exists():
-        sent: list[tuple[Invoice, datetime]] = []
-        with events.open("r") as lines:
-            for line in lines:
-                if line.strip():
-                    event = json.loads(line)
-                    invoice = loads_line(event["invoice"])
-                    assert isinstance(invoice, Invoice)
-                    sent.append((invoice, datetime.fromisoformat(event["at"])))
-        by_id = mirror.clients_by_ids(account, {invoice.customerid for invoice, _ in sent})
-        items = []
-        for invoice, at in sent:
-            planned = sent_event_activity(invoice, at, by_id, mctx)
-            if isinstance(planned, Skipped):
-                tally.add_skips([planned])
-            else:
-                items.append(planned)
-        if items:
-            yield items
+def _plan_exits(ctx: RunContext, mctx: MappingContext, tally: _Tally, emails: set[str]) -> set[str]:
+    """Take e-mails no live client has any more out of both lists -- only those the sync ever put in a list row
+    (a lead the sync never listed has nothing to leave); returns the e-mails whose segment this changes."""
+    exits = {ch.key: ch for ch in (list_exit(e, ctx.account.segments, mctx) for e in sorted(emails)) if ch}
+    rows = [(ch.key, "list", ch.payload(), ch.payload_hash()) for ch in exits.values()]
+    decisions = {key: decision for key, _, decision in tally.db.ledger.preview(rows)}
+    rows = [r for r in rows if decisions[r[0]] != "new"]
+    tally.planned["list_exit"] += len(rows)
+    tally.plan(rows)
+    return {exits[key].email for key, decision in decisions.items() if decision == "changed"}
 
 
 __all__ = ["plan_run"]

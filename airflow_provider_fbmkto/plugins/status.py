@@ -46,16 +46,18 @@ from airflow_provider_fbmkto.plugins.status_data import (
     BudgetStatus,
     TokenHealth,
     account_status,
+    event_failures,
     failure_rows,
     load_accounts,
     probe_token,
     utcnow,
 )
-from airflow_provider_fbmkto.plugins.status_render import Notice, PageContext, failures_section, page
+from airflow_provider_fbmkto.plugins.status_render import Notice, PageContext, events_section, failures_section, page
+from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.state import StateDB
-    from airflow_provider_fbmkto.sync.config import AccountConfig
+    from airflow_provider_fbmkto.sync.config_schema import AccountConfig
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ class StatusPage:
     :param clock: the current time (aware UTC).
     """
 
-    state_conn_id: str = "fbmkto_state"
+    state_conn_id: str = DEFAULT_CONN_ID
     auth: Authenticator = field(default_factory=AirflowAuth)
     state: Callable[[], StateDB] | None = None
     accounts: Callable[[], AccountsFile] = load_accounts
@@ -213,11 +215,13 @@ def build_status_router(status_page: StatusPage | None = None) -> APIRouter:
         statuses: list[AccountStatus] = [
             account_status(db, a, now=now, state_conn_id=sp.state_conn_id, budget=budget) for a in shown
         ]
-        rows = failure_rows(db, [account] if account else names, kind=kind, status=state)
+        limits = {a.name: a.retry_skipped for a in shown}
+        rows = failure_rows(db, [account] if account else names, kind=kind, status=state, retry_limits=limits)
         token = csrf or _csrf_of(request)
         base, root = _paths(request)
         ctx = PageContext(base=base, airflow_root=root, user=viewer.name, csrf=token, now=now)
         failures = failures_section(rows, ctx, accounts=names, account=account, kind=kind, status=state)
+        failures += events_section(event_failures(db, [account] if account else names))
         body = page(ctx, statuses, failures, problems=accounts.problems, config_path=str(accounts.path), notice=notice)
         return _html(body, status=status, csrf=token, request=request)
 

@@ -7,21 +7,20 @@ the state DB and the accounts, so tests build both in a temporary directory.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import func, select
+from typing import TYPE_CHECKING
 
 from airflow_provider_fbmkto.exceptions import FbmktoError
+from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.state import RunRecord, StateDB
-    from airflow_provider_fbmkto.sync.config import AccountConfig
+    from airflow_provider_fbmkto.state.events import EventFailure
+    from airflow_provider_fbmkto.sync.config_schema import AccountConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,10 @@ class BudgetStatus:
     usable: int | None = None
     resets_at: datetime | None = None
     error: str | None = None
+    #: the account's ``daily_budget_share``, its calls allowed today (share of ``usable``) and spent today
+    share: float | None = None
+    account_limit: int | None = None
+    account_used: int | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -105,6 +108,10 @@ class FailureRow:
     reason: str | None
     first_seen: datetime
     last_seen: datetime
+    #: what happens to the row next (:func:`next_step`).
+    next_step: str = ""
+    #: ``auto``: a later run sends it again by itself; ``replay``: it waits for a replay.
+    retry: str = "replay"
 
 
 @dataclass(frozen=True)
@@ -128,16 +135,10 @@ def load_accounts(dags_folder: str | None = None, environ: dict[str, str] | None
 
     :param dags_folder: Airflow's DAGs folder; default from ``[core] dags_folder``.
     """
-    from airflow_provider_fbmkto.sync.config import config_path, load_config_collecting
+    from airflow_provider_fbmkto.bundled import accounts_config_path
+    from airflow_provider_fbmkto.sync.config import load_config_collecting
 
-    if dags_folder is None:
-        try:
-            from airflow.configuration import conf
-
-            dags_folder = conf.get("core", "dags_folder", fallback="") or "."
-        except ImportError:  # pragma: no cover - Airflow is a dependency
-            dags_folder = "."
-    path = config_path(dags_folder, dict(os.environ if environ is None else environ))
+    path, _named = accounts_config_path(environ=environ, dags_folder=dags_folder)
     if not path.is_file():
         return AccountsFile(path, [], [f"{path}: no accounts config here; create it or set FBMKTO_CONFIG to its path"])
     try:
@@ -174,26 +175,12 @@ def daily_written(db: StateDB, account: str, *, now: datetime, days: int = CHART
 
     Counts each row on the day it was last written (a re-written company counts on its latest day).
     """
-    from airflow_provider_fbmkto.state.models import LedgerEntry
-
     first = (now.astimezone(timezone.utc) - timedelta(days=days - 1)).date()
     since = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
-    column = LedgerEntry.written_at
-    if db.dialect == "postgresql":
-        day_expr: Any = func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-    else:  # SQLite stores naive UTC ISO text: its first ten characters are the date
-        day_expr = func.substr(column, 1, 10)
-    stmt = (
-        select(LedgerEntry.kind, day_expr, func.count())
-        .where(LedgerEntry.account == account, LedgerEntry.status == "written", column >= since)
-        .group_by(LedgerEntry.kind, day_expr)
-    )
     out: dict[date, dict[str, int]] = {first + timedelta(days=i): {} for i in range(days)}
-    with db.read_tx() as conn:
-        for kind, day_text, n in conn.execute(stmt):
-            day = date.fromisoformat(str(day_text)[:10])
-            if day in out:
-                out[day][str(kind)] = out[day].get(str(kind), 0) + int(n)
+    for (day, kind), n in db.ledger.written_per_day(account, since=since).items():
+        if day in out:
+            out[day][kind] = n
     return out
 
 
@@ -278,7 +265,7 @@ def account_status(
     acct: AccountConfig,
     *,
     now: datetime,
-    state_conn_id: str = "fbmkto_state",
+    state_conn_id: str = DEFAULT_CONN_ID,
     budget: Callable[[str], BudgetStatus] | None = None,
 ) -> AccountStatus:
     """Everything the page shows for one account.
@@ -291,6 +278,15 @@ def account_status(
     totals = db.ledger.counts(acct.name)
     attention = sum(n for (_kind, status), n in totals.items() if status in REPLAYABLE)
     get_budget = budget or (lambda conn_id: marketo_budget(db, conn_id, now=now, state_conn_id=state_conn_id))
+    spent = get_budget(acct.marketo_conn_id)
+    if spent.error is None and spent.instance is not None:
+        share = acct.daily_budget_share
+        spent = replace(
+            spent,
+            share=share,
+            account_limit=None if share is None or spent.usable is None else int(share * spent.usable),
+            account_used=db.budget.used_by_accounts(spent.instance, now=now).get(acct.name, 0),
+        )
     return AccountStatus(
         name=acct.name,
         dag_id=acct.dag_id,
@@ -302,9 +298,27 @@ def account_status(
         week_counts=week,
         needs_attention=attention,
         token=token_health(db, acct.freshbooks_conn_id, now=now),
-        budget=get_budget(acct.marketo_conn_id),
+        budget=spent,
         daily=daily_written(db, acct.name, now=now),
     )
+
+
+def next_step(status: str, reason: str | None, retries: int, limit: int) -> tuple[str, str]:
+    """``(retry, sentence)``: whether a later run sends the row again by itself (``auto``) or it waits for a
+    replay (``replay``), and what the operator reads.
+
+    :param retries: automatic retries the (skipped) row had so far; ``limit``: the account's ``retry_skipped``.
+    """
+    from airflow_provider_fbmkto.pipeline.reasons import heals_by_itself
+
+    if status == "failed":
+        return "auto", "the next run sends it again"
+    if not heals_by_itself(reason or ""):
+        return "replay", "waits for a replay (fix the cause first)"
+    left = max(0, limit - retries)
+    if left:
+        return "auto", f"retried automatically by the next run ({left} of {limit} automatic retries left)"
+    return "replay", f"waits for a replay (its {limit} automatic retries are used up)"
 
 
 def failure_rows(
@@ -314,8 +328,12 @@ def failure_rows(
     kind: str | None = None,
     status: str | None = None,
     limit: int = 200,
+    retry_limits: Mapping[str, int] | None = None,
 ) -> list[FailureRow]:
-    """Skipped and failed ledger rows of ``accounts`` (most recent first), optionally of one kind/status."""
+    """Skipped and failed ledger rows of ``accounts`` (most recent first), optionally of one kind/status.
+
+    :param retry_limits: account -> its ``retry_skipped`` (default 5), for each row's next step.
+    """
     rows: list[FailureRow] = []
     for account in accounts:
         found = (
@@ -323,7 +341,10 @@ def failure_rows(
             if status is None
             else list(islice(db.ledger.iter_rows(account, kind, status), MAX_SCAN))
         )
+        retries = db.skip_retries.counts(r.key for r in found if str(r.status) == "skipped")
+        cap = (retry_limits or {}).get(account, 5)
         for r in found:
+            retry, step = next_step(str(r.status), r.last_error, retries.get(r.key, 0), cap)
             rows.append(
                 FailureRow(
                     account=account,
@@ -334,7 +355,17 @@ def failure_rows(
                     reason=r.last_error,
                     first_seen=r.created_at,
                     last_seen=r.updated_at,
+                    next_step=step,
+                    retry=retry,
                 )
             )
     rows.sort(key=lambda f: (f.last_seen, f.key), reverse=True)
+    return rows[:limit]
+
+
+def event_failures(db: StateDB, accounts: Sequence[str], *, limit: int = 200) -> list[EventFailure]:
+    """Webhook events of ``accounts`` whose record could not be read (marked failed, or still retried), latest
+    first."""
+    rows = [f for account in accounts for f in db.events.failures(account, limit=limit)]
+    rows.sort(key=lambda f: (f.last_attempt_at, f.event_id), reverse=True)
     return rows[:limit]

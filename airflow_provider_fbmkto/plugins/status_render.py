@@ -11,6 +11,7 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from airflow_provider_fbmkto.plugins.status_data import (
@@ -22,6 +23,9 @@ from airflow_provider_fbmkto.plugins.status_data import (
     FailureRow,
     TokenHealth,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_fbmkto.state.events import EventFailure
 
 KIND_COLOURS = {"company": "#4c78a8", "lead": "#f58518", "activity": "#54a24b", "list": "#b279a2"}
 
@@ -101,8 +105,42 @@ def budget_cell(budget: BudgetStatus, testid: str) -> str:
         f'<span data-testid="{esc(testid)}-limit">{budget.usable}</span>{esc(reserve)}'
         f'<div class="bar" title="{pct}%"><span style="width:{pct}%"></span></div>'
         f'<span class="{level}">{pct}%</span> <span class="muted">· {esc(budget.instance)} · resets '
-        f"{esc(when(budget.resets_at))}</span>"
+        f"{esc(when(budget.resets_at))}</span>{share_line(budget, testid)}"
     )
+
+
+def share_line(budget: BudgetStatus, testid: str) -> str:
+    """This account's calls today, against its ``daily_budget_share`` when it has one."""
+    if budget.account_used is None:
+        return ""
+    used = f'<span data-testid="{esc(testid)}-account-used">{budget.account_used}</span>'
+    if budget.share is None:
+        return f"<br>this account: {used}"
+    return (
+        f"<br>this account: {used} of its share "
+        f'<span data-testid="{esc(testid)}-account-limit">{budget.account_limit}</span> '
+        f'<span class="muted">(daily_budget_share {esc(budget.share)})</span>'
+    )
+
+
+def report_notes(summary: Mapping[str, object] | None, name: str) -> str:
+    """What the last run's stored report says beyond its counts: this run's failures, a stop for the budget share."""
+    if not summary:
+        return ""
+    parts = []
+    failures = summary.get("failures")
+    if isinstance(failures, list) and failures:
+        parts.append(
+            f'<span class="warn" data-testid="report-{esc(name)}-failures">{len(failures)}</span> rows of '
+            "this run need attention"
+        )
+    stopped = summary.get("stopped")
+    if isinstance(stopped, Mapping):
+        parts.append(
+            f'<span class="warn" data-testid="stopped-{esc(name)}">load stopped at its daily budget share; '
+            f"{esc(stopped.get('rows_waiting'))} rows wait for the next run</span>"
+        )
+    return "".join(f"<br>{p}" for p in parts)
 
 
 def token_cell(token: TokenHealth, testid: str) -> str:
@@ -132,6 +170,7 @@ def account_row(a: AccountStatus, ctx: PageContext) -> str:
         last = (
             f'<span class="{state}" data-testid="lastrun-{esc(name)}-status">{esc(run.status)}</span> '
             f'<span class="muted">{esc(run.run_id)}</span>{counts_table(a.last_run_counts, f"run-{name}")}'
+            f"{report_notes(run.summary, name)}"
         )
     else:
         last = '<span class="muted">no run yet</span>'
@@ -207,17 +246,50 @@ def failures_section(
         return form + '<p class="muted" data-testid="no-failures">No skipped or failed rows match.</p>'
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("account", "key", "kind", "status", "attempts", "Marketo's reason", "first seen", "last seen")
+        for h in (
+            "account",
+            "key",
+            "kind",
+            "status",
+            "attempts",
+            "Marketo's reason",
+            "next",
+            "first seen",
+            "last seen",
+        )
     )
     body = "".join(
         f'<tr data-testid="failure-row"><td>{esc(r.account)}</td><td><code>{esc(r.key)}</code></td>'
         f'<td>{esc(r.kind)}</td><td class="{"error" if r.status == "failed" else "warn"}">{esc(r.status)}</td>'
         f'<td>{r.attempts}</td><td class="reason">{esc(r.reason or "—")}</td>'
+        f'<td data-testid="next-step" data-retry="{esc(r.retry)}">{esc(r.next_step)}</td>'
         f"<td>{esc(when(r.first_seen))}</td><td>{esc(when(r.last_seen))}</td></tr>"
         for r in rows
     )
     return (
         f'{form}<table class="main" data-testid="failures"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+def events_section(rows: Sequence[EventFailure]) -> str:
+    """Webhook events whose record FreshBooks would not give (shown under the failures; empty when none)."""
+    if not rows:
+        return ""
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("account", "event", "record", "status", "failed reads", "reason", "received", "last tried")
+    )
+    body = "".join(
+        f'<tr data-testid="event-failure-row"><td>{esc(f.account)}</td><td>{esc(f.event_id)} {esc(f.name)}</td>'
+        f"<td><code>{esc(f.object_id)}</code></td>"
+        f'<td class="{"error" if f.failed else "warn"}">{"failed" if f.failed else "retrying"}</td>'
+        f'<td>{f.attempts}</td><td class="reason">{esc(f.reason)}</td>'
+        f"<td>{esc(when(f.received_at))}</td><td>{esc(when(f.last_attempt_at))}</td></tr>"
+        for f in rows
+    )
+    return (
+        "<h3>Webhook events not read (failed: no run reads them again; retrying: the next run does)</h3>"
+        f'<table class="main" data-testid="event-failures"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
+from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID
 from airflow_provider_fbmkto.triggers.freshbooks import FreshBooksWebhookEventTrigger, pending_count
 
 
@@ -29,7 +30,7 @@ class FreshBooksWebhookEventSensor(BaseSensorOperator):
         self,
         *,
         account: str,
-        state_conn_id: str = "fbmkto_state",
+        state_conn_id: str = DEFAULT_CONN_ID,
         poke_interval: float = 60.0,
         deferrable: bool = True,
         **kwargs: Any,

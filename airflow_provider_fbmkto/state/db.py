@@ -1,4 +1,4 @@
-"""The state database: one object giving the stores (tokens, budget, ledger, events, watermarks, runs).
+"""The state database: one object giving the stores (tokens, budget, ledger, events, verifiers, watermarks, runs).
 
 ``StateDB(url)`` works on SQLite (default, one file under ``$AIRFLOW_HOME/fbmkto``) and PostgreSQL
 (``postgresql+psycopg2://…``). Engines are cached per URL (never one module-global engine) and are made
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, select, update
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -27,13 +27,18 @@ from airflow_provider_fbmkto.state.budget import CallBudget
 from airflow_provider_fbmkto.state.events import WebhookEvents
 from airflow_provider_fbmkto.state.ledger import Ledger
 from airflow_provider_fbmkto.state.models import SCHEMA_VERSION, Base, Meta
+from airflow_provider_fbmkto.state.owners import Owners
 from airflow_provider_fbmkto.state.runs import RunLog
+from airflow_provider_fbmkto.state.scope import Scopes
+from airflow_provider_fbmkto.state.skip_retries import SkipRetries
 from airflow_provider_fbmkto.state.tokens import TokenStore
+from airflow_provider_fbmkto.state.upgrade import upgrade
+from airflow_provider_fbmkto.state.verifiers import WebhookVerifiers
 from airflow_provider_fbmkto.state.watermarks import Watermarks
+from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID as DEFAULT_CONN_ID  # re-exported: the public name
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONN_ID = "fbmkto_state"
 #: Seconds a SQLite writer waits for the file lock before "database is locked".
 SQLITE_BUSY_TIMEOUT = 30.0
 #: Arbitrary constant for pg_advisory_xact_lock around schema creation ("fbmkto" in ASCII).
@@ -47,12 +52,15 @@ _lock = threading.Lock()
 _engines: dict[tuple[str, bool], Engine] = {}
 _schema_ready: set[tuple[str, bool]] = set()
 _instances: dict[tuple[str, str | None], StateDB] = {}
+#: One queue per SQLite database for this process's writers (see :meth:`StateDB.write_tx`).
+_sqlite_writers: dict[tuple[str, bool], threading.RLock] = {}
 
 
 def _after_fork_in_child() -> None:
     """Pooled connections must not cross a fork (Celery prefork, multiprocessing fork)."""
     global _lock
     _lock = threading.Lock()
+    _sqlite_writers.clear()  # a lock held by another thread of the parent would never be released here
     for engine in list(_engines.values()):
         engine.dispose(close=False)
 
@@ -210,6 +218,10 @@ class StateDB:
         self.events = WebhookEvents(self)
         self.watermarks = Watermarks(self)
         self.runs = RunLog(self)
+        self.scopes = Scopes(self)
+        self.owners = Owners(self)
+        self.skip_retries = SkipRetries(self)
+        self.verifiers = WebhookVerifiers(self)
 
     @property
     def url(self) -> str:
@@ -296,7 +308,7 @@ class StateDB:
             if current is None:
                 conn.execute(self.insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif int(current) < SCHEMA_VERSION:
-                _upgrade(conn, int(current))
+                upgrade(conn, int(current))
                 conn.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
             elif int(current) > SCHEMA_VERSION:
                 raise ConfigError(
@@ -318,10 +330,32 @@ class StateDB:
 
     @contextmanager
     def write_tx(self) -> Iterator[Connection]:
-        """One write transaction (a unit of work); commits on success, rolls back on error."""
+        """One write transaction (a unit of work); commits on success, rolls back on error.
+
+        On SQLite the threads of one process queue for the write lock on a Python lock first: a thread then
+        starts the moment the previous writer commits, instead of polling SQLite's busy handler, which sleeps
+        in growing steps (up to 100 ms) however soon the lock is free. Other processes still meet the busy
+        timeout; a writer that waited ``SQLITE_BUSY_TIMEOUT`` on the queue goes on to SQLite's own wait.
+        """
         self._ensure_schema()
-        with self.engine.begin() as conn:
-            yield conn
+        queue = self._writer_queue()
+        queued = queue is not None and queue.acquire(timeout=SQLITE_BUSY_TIMEOUT)
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        finally:
+            if queued:
+                assert queue is not None
+                queue.release()
+
+    def _writer_queue(self) -> threading.RLock | None:
+        if self.dialect != "sqlite":
+            return None
+        queue = _sqlite_writers.get(self._engine_key)
+        if queue is None:
+            with _lock:
+                queue = _sqlite_writers.setdefault(self._engine_key, threading.RLock())
+        return queue
 
     @contextmanager
     def read_tx(self) -> Iterator[Connection]:
@@ -346,17 +380,3 @@ class StateDB:
             for cache_key in [k for k, v in _instances.items() if v is self]:
                 del _instances[cache_key]
         self.engine.dispose()
-
-
-def _upgrade(conn: Connection, version: int) -> None:
-    """Bring a state DB of an older schema version up to date (inside ``create_all``'s transaction and lock)."""
-    if version < 2:
-        # 2: ledger rows remember when their batch went out (the loader's late-write wait needs it); stored
-        # tokens remember that FreshBooks refused them (the status page shows it without calling FreshBooks).
-        timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
-        for table, column, kind in (
-            ("fbmkto_ledger", "sent_at", timestamp),
-            ("fbmkto_oauth_tokens", "refused", "TEXT"),
-        ):
-            if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
-                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")

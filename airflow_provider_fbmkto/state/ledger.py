@@ -3,44 +3,48 @@
 Life of a row: ``plan`` makes it pending (a new key, or a changed payload of a written lead/company/list key;
 written activities are write-once and stay written); ``claim`` moves a batch to in_flight; ``mark`` records
 written / skipped / failed. A crash leaves rows in_flight: they are never sent again blindly, the loader
-resolves them first (``in_flight``), then ``mark``s them or calls ``reset_to_pending``.
+resolves them first (``in_flight``), then ``mark``s them or calls ``reset_to_pending``. An activity whose
+record was deleted before it was sent is ``withdraw``n (planned again, as pending, if the fact comes back).
+``preview`` answers what ``plan`` would do without writing (dry runs).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
-from airflow_provider_fbmkto.state._util import CHUNK, as_utc, chunked, utcnow
+from airflow_provider_fbmkto.state._util import CHUNK, chunked, utcnow
+from airflow_provider_fbmkto.state.ledger_reads import LedgerReads
 from airflow_provider_fbmkto.state.ledger_types import (
     COLUMNS,
     KINDS,
     MAX_ERROR,
+    WITHDRAWABLE,
     WRITE_ONCE_KINDS,
     LedgerRow,
     LedgerStatus,
     PlanResult,
     RowOutcome,
+    decide,
     parse_status,
     row_from_db,
 )
 from airflow_provider_fbmkto.state.models import LedgerEntry
 
 if TYPE_CHECKING:
-    from airflow_provider_fbmkto.state.db import StateDB
+    pass
 
 __all__ = ["KINDS", "WRITE_ONCE_KINDS", "Ledger", "LedgerRow", "LedgerStatus", "PlanResult", "RowOutcome"]
 
 
-class Ledger:
-    """Bulk operations over the ledger table; each call is one (or, for huge inputs, one per chunk) transaction."""
+class Ledger(LedgerReads):
+    """Bulk operations over the ledger table; each call is one (or, for huge inputs, one per chunk) transaction.
 
-    def __init__(self, db: StateDB) -> None:
-        self._db = db
+    The reads of reports and the CLI (counts, failures, rows by key) are :class:`LedgerReads`.
+    """
 
     # --------------------------------------------------------------------------------------------- plan
 
@@ -75,8 +79,8 @@ class Ledger:
                 inserts: list[dict[str, Any]] = []
                 updates: list[dict[str, Any]] = []
                 for key, (kind, payload, payload_hash) in latest.items():
-                    found = existing.get(key)
-                    if found is None:
+                    decision = decide(existing.get(key), kind, payload_hash)
+                    if decision == "new":
                         inserts.append(
                             {
                                 "key": key,
@@ -91,17 +95,12 @@ class Ledger:
                                 "updated_at": now,
                             }
                         )
-                    elif found[0] == payload_hash:
-                        unchanged += 1
-                    elif found[1] == LedgerStatus.IN_FLIGHT.value:
-                        unchanged += 1
-                        held += 1
-                    elif kind in WRITE_ONCE_KINDS and found[1] == LedgerStatus.WRITTEN.value:
-                        # Marketo has no idempotency key: a written activity is never sent again.
-                        unchanged += 1
-                        kept += 1
-                    else:
+                    elif decision == "changed":
                         updates.append({"b_key": key, "b_payload": payload, "b_hash": payload_hash})
+                    else:
+                        unchanged += 1
+                        held += decision == "held"
+                        kept += decision == "kept"
                 if inserts:
                     # A concurrent planner may have inserted the same key since our SELECT: keep theirs.
                     stmt = self._db.insert(LedgerEntry).on_conflict_do_nothing(index_elements=[LedgerEntry.key])
@@ -127,6 +126,72 @@ class Ledger:
                     )
                     changed += len(updates)
         return PlanResult(new=new, changed=changed, unchanged=unchanged, held=held, kept=kept)
+
+    def preview(self, entries: Iterable[tuple[str, str, dict[str, Any], str]]) -> Iterator[tuple[str, str, str]]:
+        """What :meth:`plan` would do with ``entries``, writing nothing: ``(key, kind, decision)`` per key
+        (decisions as :func:`~airflow_provider_fbmkto.state.ledger_types.decide`); for dry runs."""
+        for chunk in chunked(entries, CHUNK):
+            latest = {key: (kind, payload_hash) for key, kind, _, payload_hash in chunk}
+            with self._db.read_tx() as conn:
+                existing = {
+                    r.key: (r.payload_hash, r.status)
+                    for r in conn.execute(
+                        select(LedgerEntry.key, LedgerEntry.payload_hash, LedgerEntry.status).where(
+                            LedgerEntry.key.in_(list(latest))
+                        )
+                    )
+                }
+            for key, (kind, payload_hash) in latest.items():
+                yield key, kind, decide(existing.get(key), kind, payload_hash)
+
+    def withdraw(
+        self,
+        account: str,
+        run_id: str,
+        keys: Iterable[str] = (),
+        prefixes: Iterable[str] = (),
+        *,
+        reason: str,
+        dry_run: bool = False,
+    ) -> int:
+        """Withdraw activity rows that were never sent (pending, failed or skipped): their fact is gone.
+
+        :param keys: exact keys.
+        :param prefixes: key prefixes ending in ``:`` (``invoice_overdue:<acct>:<id>:``: every due date).
+        :param reason: stored as the row's ``last_error`` (what an operator reads).
+        :param dry_run: only count the rows that would be withdrawn.
+        :return: rows withdrawn (or that would be).
+        """
+        prefixes = list(dict.fromkeys(prefixes))
+        if any(not p.endswith(":") for p in prefixes):
+            raise ValueError(f"withdraw prefixes must end with ':', got {prefixes!r}")
+        conditions: list[Any] = [LedgerEntry.key.in_(chunk) for chunk in chunked(dict.fromkeys(keys), CHUNK)]
+        # A prefix ending in ":" is the key range [prefix, prefix with ";" for the last ":"), on the primary key.
+        conditions += [and_(LedgerEntry.key >= p, LedgerEntry.key < p[:-1] + ";") for p in prefixes]
+        total = 0
+        for part in chunked(conditions, 50):
+            where = [
+                LedgerEntry.account == account,
+                LedgerEntry.kind == "activity",
+                LedgerEntry.status.in_(sorted(WITHDRAWABLE)),
+                or_(*part),
+            ]
+            if dry_run:
+                with self._db.read_tx() as conn:
+                    total += int(conn.execute(select(func.count()).select_from(LedgerEntry).where(*where)).scalar_one())
+                continue
+            with self._db.write_tx() as conn:
+                total += conn.execute(
+                    update(LedgerEntry)
+                    .where(*where)
+                    .values(
+                        status=LedgerStatus.WITHDRAWN.value,
+                        last_error=reason[:MAX_ERROR],
+                        run_id=run_id,
+                        updated_at=utcnow(),
+                    )
+                ).rowcount
+        return total
 
     # -------------------------------------------------------------------------------------------- claim
 
@@ -259,7 +324,10 @@ class Ledger:
 
         :param include_skipped: also rows Marketo skipped (refused for a reason the user has since fixed,
             e.g. an unapproved activity type). Skipped rows were not written, so re-sending cannot duplicate.
+            Their automatic retries (:mod:`~airflow_provider_fbmkto.state.skip_retries`) start again.
         """
+        if include_skipped:
+            self._db.skip_retries.forget(account, kind)
         statuses = [LedgerStatus.FAILED.value] + ([LedgerStatus.SKIPPED.value] if include_skipped else [])
         where = [LedgerEntry.account == account, LedgerEntry.status.in_(statuses)]
         if kind is not None:
@@ -270,78 +338,3 @@ class Ledger:
                 .where(*where)
                 .values(status=LedgerStatus.PENDING.value, attempts=0, updated_at=utcnow())
             ).rowcount
-
-    # ------------------------------------------------------------------------------------------- report
-
-    def counts(
-        self, account: str, *, run_id: str | None = None, since: datetime | None = None
-    ) -> dict[tuple[str, str], int]:
-        """Row counts per ``(kind, status)``; optionally only rows last touched by ``run_id`` or since ``since``."""
-        where = [LedgerEntry.account == account]
-        if run_id is not None:
-            where.append(LedgerEntry.run_id == run_id)
-        if since is not None:
-            where.append(LedgerEntry.updated_at >= as_utc(since, "since"))
-        stmt = (
-            select(LedgerEntry.kind, LedgerEntry.status, func.count())
-            .where(*where)
-            .group_by(LedgerEntry.kind, LedgerEntry.status)
-        )
-        with self._db.read_tx() as conn:
-            return {(kind, status): int(n) for kind, status, n in conn.execute(stmt)}
-
-    def failures(self, account: str, *, kind: str | None = None, limit: int = 100) -> list[LedgerRow]:
-        """Failed and skipped rows with their reasons, most recently updated first."""
-        where = [
-            LedgerEntry.account == account,
-            LedgerEntry.status.in_([LedgerStatus.FAILED.value, LedgerStatus.SKIPPED.value]),
-        ]
-        if kind is not None:
-            where.append(LedgerEntry.kind == kind)
-        stmt = select(*COLUMNS).where(*where).order_by(LedgerEntry.updated_at.desc(), LedgerEntry.key).limit(limit)
-        with self._db.read_tx() as conn:
-            return [row_from_db(r) for r in conn.execute(stmt)]
-
-    def get(self, key: str) -> LedgerRow | None:
-        """The row of ``key``, if any."""
-        with self._db.read_tx() as conn:
-            found = conn.execute(select(*COLUMNS).where(LedgerEntry.key == key)).first()
-        return row_from_db(found) if found is not None else None
-
-    def iter_rows(
-        self,
-        account: str,
-        kind: str | None = None,
-        status: LedgerStatus | str | Sequence[LedgerStatus | str] | None = None,
-        *,
-        chunk_size: int = 1000,
-    ) -> Iterator[LedgerRow]:
-        """All matching rows ordered by key, read in chunks (each its own short read transaction)."""
-        where = [LedgerEntry.account == account]
-        if kind is not None:
-            where.append(LedgerEntry.kind == kind)
-        if status is not None:
-            wanted = [status] if isinstance(status, str) else list(status)
-            where.append(LedgerEntry.status.in_([parse_status(s).value for s in wanted]))
-        after: str | None = None
-        while True:
-            stmt = select(*COLUMNS).where(*where)
-            if after is not None:
-                stmt = stmt.where(LedgerEntry.key > after)
-            with self._db.read_tx() as conn:
-                page = [row_from_db(r) for r in conn.execute(stmt.order_by(LedgerEntry.key).limit(chunk_size))]
-            yield from page
-            if len(page) < chunk_size:
-                return
-            after = page[-1].key
-
-    def marketo_ids(self, keys: Iterable[str]) -> dict[str, str]:
-        """Known Marketo ids by key (e.g. lead ids of ``lead:<acct>:<email>`` rows); keys without one are absent."""
-        found: dict[str, str] = {}
-        with self._db.read_tx() as conn:
-            for chunk in chunked(dict.fromkeys(keys), CHUNK):
-                stmt = select(LedgerEntry.key, LedgerEntry.marketo_id).where(
-                    LedgerEntry.key.in_(chunk), LedgerEntry.marketo_id.is_not(None)
-                )
-                found.update({k: str(v) for k, v in conn.execute(stmt)})
-        return found

@@ -26,6 +26,9 @@ class LedgerStatus(str, enum.Enum):
     WRITTEN = "written"
     SKIPPED = "skipped"
     FAILED = "failed"
+    #: An activity never sent because its record was deleted (or its invoice went back to draft) first;
+    #: planned again (pending) if the fact reappears.
+    WITHDRAWN = "withdrawn"
 
     def __str__(self) -> str:
         return self.value
@@ -95,6 +98,30 @@ class PlanResult:
 
     def __getitem__(self, name: str) -> int:
         return self.as_dict()[name]
+
+
+#: Statuses of rows that were never sent and may be withdrawn (in_flight rows may be on their way).
+WITHDRAWABLE = frozenset({LedgerStatus.PENDING.value, LedgerStatus.FAILED.value, LedgerStatus.SKIPPED.value})
+
+
+def decide(found: tuple[str, str] | None, kind: str, payload_hash: str) -> str:
+    """What planning ``payload_hash`` for a key does, given its stored ``(payload_hash, status)`` (or ``None``).
+
+    One of ``new``, ``changed`` (back to pending with the new payload), ``unchanged``, ``held`` (in flight:
+    resolved first) or ``kept`` (a written activity is write-once). A withdrawn row is planned again.
+    """
+    if found is None:
+        return "new"
+    stored_hash, status = found
+    if status == LedgerStatus.WITHDRAWN.value:
+        return "changed"
+    if stored_hash == payload_hash:
+        return "unchanged"
+    if status == LedgerStatus.IN_FLIGHT.value:
+        return "held"
+    if kind in WRITE_ONCE_KINDS and status == LedgerStatus.WRITTEN.value:
+        return "kept"
+    return "changed"
 
 
 COLUMNS = (

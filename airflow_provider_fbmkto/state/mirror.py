@@ -5,6 +5,10 @@ Why a mirror: the facts a run sends depend on more than the records that changed
 payments dated in March whatever their ``updated`` time. FreshBooks only searches by ``updated`` (and
 invoices by date), so each run pulls what changed since the last pull into this table and plans from it.
 Deleted records stay, with their ``vis_state``: a deletion is a state change, not a disappearance.
+
+A client whose e-mail changes keeps its previous e-mail in ``moved_from`` until a run has moved its lead
+(:meth:`FreshBooksMirror.moves`, :meth:`FreshBooksMirror.clear_moves`): a dry run in between, or a failed
+``map``, does not lose the move.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Date, Index, Integer, String, and_, func, or_, select
+from sqlalchemy import JSON, Date, Index, Integer, String, Text, and_, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from airflow_provider_fbmkto.state._util import CHUNK, chunked
@@ -39,12 +43,43 @@ class FreshBooksRecordRow(Base):
     #: invoice due_date; NULL otherwise.
     due_date: Mapped[date | None] = mapped_column(Date, nullable=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: clients: the e-mail whose lead the sync has not yet moved away from (schema v3).
+    moved_from: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         Index("ix_fbmkto_fb_records_client", "account", "client_id", "kind"),
         Index("ix_fbmkto_fb_records_event", "account", "kind", "event_date"),
         Index("ix_fbmkto_fb_records_due", "account", "kind", "due_date"),
+        Index("ix_fbmkto_fb_records_moved", "account", "moved_from"),
     )
+
+
+def _email(data: dict[str, Any]) -> str:
+    return str(data.get("email") or "").strip().lower()
+
+
+def _row_of_data(account: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The row of a record given as :func:`~airflow_provider_fbmkto.sync.codec.to_json` output (as staged),
+    the same as :func:`_row` of the decoded record, without decoding and encoding it again."""
+    if kind == "client":
+        client_id, event, due = int(data["id"]), None, None
+    elif kind == "invoice":
+        client_id = int(data["customerid"])
+        event, due = date.fromisoformat(data["create_date"]), date.fromisoformat(data["due_date"])
+    elif kind == "payment":
+        client_id, event, due = int(data["clientid"]), date.fromisoformat(data["date"]), None
+    else:
+        raise ValueError(f"unknown record kind {kind!r}")
+    return {
+        "account": account,
+        "kind": kind,
+        "id": int(data["id"]),
+        "client_id": client_id,
+        "event_date": event,
+        "due_date": due,
+        "data": data,
+        "moved_from": None,
+    }
 
 
 def _row(account: str, record: Record) -> dict[str, Any]:
@@ -63,6 +98,7 @@ def _row(account: str, record: Record) -> dict[str, Any]:
         "event_date": event,
         "due_date": due,
         "data": to_json(record),
+        "moved_from": None,
     }
 
 
@@ -74,19 +110,67 @@ class FreshBooksMirror:
 
     def upsert(self, account: str, records: Iterable[Record]) -> int:
         """Insert or replace records (the last one of a key wins); returns the rows written (a key repeated more
-        than ``CHUNK`` records apart is written, and counted, each time)."""
+        than ``CHUNK`` records apart is written, and counted, each time). A client's changed e-mail is
+        remembered in ``moved_from`` (the first one, until :meth:`clear_moves`)."""
+        return self._upsert_rows(account, (_row(account, rec) for rec in records))
+
+    def upsert_data(self, account: str, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """:meth:`upsert` of ``(kind, data)`` pairs, ``data`` being :func:`~airflow_provider_fbmkto.sync.codec.to_json`
+        output (a staged line's record): the same rows, without decoding each record only to encode it again."""
+        return self._upsert_rows(account, (_row_of_data(account, kind, data) for kind, data in items))
+
+    def _upsert_rows(self, account: str, rows_in: Iterable[dict[str, Any]]) -> int:
         n = 0
-        for chunk in chunked(records, CHUNK):
-            rows = {(r["kind"], r["id"]): r for r in (_row(account, rec) for rec in chunk)}
+        for chunk in chunked(rows_in, CHUNK):
+            rows = {(r["kind"], r["id"]): r for r in chunk}
             stmt = self._db.insert(FreshBooksRecordRow)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["account", "kind", "id"],
-                set_={c: stmt.excluded[c] for c in ("client_id", "event_date", "due_date", "data")},
+                set_={c: stmt.excluded[c] for c in ("client_id", "event_date", "due_date", "data", "moved_from")},
             )
             with self._db.write_tx() as conn:
+                self._carry_moves(conn, account, [r for (kind, _), r in rows.items() if kind == "client"])
                 conn.execute(stmt, list(rows.values()))
             n += len(rows)
         return n
+
+    @staticmethod
+    def _carry_moves(conn: Any, account: str, rows: list[dict[str, Any]]) -> None:
+        """Set ``moved_from`` of client rows about to be written: kept from before, or the old e-mail if it changed."""
+        if not rows:
+            return
+        row = FreshBooksRecordRow
+        q = select(row.id, row.data, row.moved_from).where(
+            row.account == account, row.kind == "client", row.id.in_([r["id"] for r in rows])
+        )
+        before = {r.id: (_email(r.data), r.moved_from) for r in conn.execute(q)}
+        for r in rows:
+            old_email, moved_from = before.get(r["id"], ("", None))
+            origin = moved_from or (old_email or None)
+            r["moved_from"] = origin if origin and origin != _email(r["data"]) else None
+
+    def moves(self, account: str) -> list[tuple[Client, str]]:
+        """Clients whose e-mail changed since a run last moved their lead: ``(client now, previous e-mail)``."""
+        row = FreshBooksRecordRow
+        q = select(row.kind, row.data, row.moved_from).where(row.account == account, row.moved_from.is_not(None))
+        found: list[tuple[Client, str]] = []
+        with self._db.read_tx() as conn:
+            for r in conn.execute(q.order_by(row.id)):
+                rec = from_json(r.kind, r.data)
+                if isinstance(rec, Client):
+                    found.append((rec, str(r.moved_from)))
+        return found
+
+    def clear_moves(self, account: str, client_ids: Iterable[int]) -> None:
+        """Forget the previous e-mails of these clients (their leads have been moved)."""
+        row = FreshBooksRecordRow
+        with self._db.write_tx() as conn:
+            for ids in chunked(sorted(set(client_ids)), CHUNK):
+                conn.execute(
+                    update(row)
+                    .where(row.account == account, row.kind == "client", row.id.in_(ids))
+                    .values(moved_from=None)
+                )
 
     def count(self, account: str, kind: str | None = None) -> int:
         q = select(func.count()).select_from(FreshBooksRecordRow).where(FreshBooksRecordRow.account == account)

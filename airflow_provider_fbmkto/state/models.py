@@ -16,7 +16,8 @@ from sqlalchemy.types import TypeDecorator
 
 #: Bumped whenever a table changes shape; stored in ``fbmkto_meta``.
 #: 2: ``fbmkto_ledger.sent_at``, ``fbmkto_oauth_tokens.refused``.
-SCHEMA_VERSION = 2
+#: 3: ``fbmkto_scope`` and ``fbmkto_scope_runs`` (account scopes), ``fbmkto_fb_records.moved_from``.
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -151,6 +152,17 @@ class Watermark(Base):
     account: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FeedPosition(Base):
+    """Where an account has read a Marketo feed to (e.g. the Lead Changes ``nextPageToken``), and when."""
+
+    __tablename__ = "fbmkto_feed_positions"
+
+    account: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    position: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

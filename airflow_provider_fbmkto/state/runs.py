@@ -14,7 +14,8 @@ from airflow_provider_fbmkto.state.models import SyncRun
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.state.db import StateDB
 
-RUN_STATUSES = frozenset({"running", "success", "failed"})
+#: ``dry_run``: a dry run that completed -- never a "last success" (it sent nothing).
+RUN_STATUSES = frozenset({"running", "success", "failed", "dry_run"})
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class RunLog:
         summary: dict[str, Any] | None = None,
         now: datetime | None = None,
     ) -> None:
-        """Record the outcome (``success`` or ``failed``) and JSON summary of a started run."""
+        """Record the outcome (``success``, ``failed`` or ``dry_run``) and JSON summary of a started run."""
         if status not in RUN_STATUSES:
             raise ValueError(f"run status must be one of {sorted(RUN_STATUSES)}, not {status!r}")
         finished = as_utc(now, "now") if now is not None else utcnow()

@@ -101,6 +101,26 @@ def _thread_lock(db_key: str, conn_id: str) -> threading.Lock:
         return _thread_locks.setdefault((db_key, conn_id), threading.Lock())
 
 
+def fernet_keys(configured: str | None) -> list[Fernet]:
+    """The state DB's Fernet keys, from a comma-separated list (the first encrypts, all decrypt).
+
+    :raises ConfigError: no key, or one that is not a Fernet key (named by its position).
+    """
+    raw = [k.strip() for k in (configured or "").split(",") if k.strip()]
+    if not raw:
+        raise ConfigError(NO_KEY_MESSAGE)
+    fernets = []
+    for position, key in enumerate(raw, start=1):
+        try:
+            fernets.append(Fernet(key.encode()))
+        except (ValueError, TypeError) as err:
+            raise ConfigError(
+                f"Fernet key #{position} configured for the fbmkto state DB is not a valid Fernet key "
+                f"(32 url-safe base64-encoded bytes); {_GENERATE_HINT}"
+            ) from err
+    return fernets
+
+
 class TokenStore:
     """Token pairs per connection id, encrypted with the state DB's Fernet key (MultiFernet for rotation)."""
 
@@ -112,19 +132,7 @@ class TokenStore:
 
     def _keys(self) -> list[Fernet]:
         if self._fernets is None:
-            raw = [k.strip() for k in (self._db.fernet_key or "").split(",") if k.strip()]
-            if not raw:
-                raise ConfigError(NO_KEY_MESSAGE)
-            fernets = []
-            for position, key in enumerate(raw, start=1):
-                try:
-                    fernets.append(Fernet(key.encode()))
-                except (ValueError, TypeError) as err:
-                    raise ConfigError(
-                        f"Fernet key #{position} configured for the fbmkto state DB is not a valid Fernet key "
-                        f"(32 url-safe base64-encoded bytes); {_GENERATE_HINT}"
-                    ) from err
-            self._fernets = fernets
+            self._fernets = fernet_keys(self._db.fernet_key)
         return self._fernets
 
     def _encrypt(self, conn_id: str, pair: TokenPair) -> str:

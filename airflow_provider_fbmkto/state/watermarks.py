@@ -1,4 +1,5 @@
-"""Named high-water marks per account (e.g. the last reconciled Marketo ``updatedAt``)."""
+"""Named high-water marks per account (e.g. the last reconciled Marketo ``updatedAt``) and feed positions
+(e.g. where the account has read Marketo's Lead Changes feed to: an opaque ``nextPageToken``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select
 
 from airflow_provider_fbmkto.state._util import as_utc, utcnow
-from airflow_provider_fbmkto.state.models import Watermark
+from airflow_provider_fbmkto.state.models import FeedPosition, Watermark
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.state.db import StateDB
@@ -39,6 +40,31 @@ class Watermarks:
         """Forget the watermark."""
         with self._db.write_tx() as conn:
             conn.execute(delete(Watermark).where(Watermark.account == account, Watermark.name == name))
+
+    def position(self, account: str, name: str) -> tuple[str, datetime] | None:
+        """A feed position and when it was stored, or ``None`` if never stored."""
+        with self._db.read_tx() as conn:
+            row = conn.execute(
+                select(FeedPosition.position, FeedPosition.updated_at).where(
+                    FeedPosition.account == account, FeedPosition.name == name
+                )
+            ).one_or_none()
+        return None if row is None else (row[0], as_utc(row[1], "feed position"))
+
+    def set_position(self, account: str, name: str, position: str) -> None:
+        """Store a feed position (replacing the last one)."""
+        stmt = self._db.insert(FeedPosition).values(account=account, name=name, position=position, updated_at=utcnow())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[FeedPosition.account, FeedPosition.name],
+            set_={"position": stmt.excluded.position, "updated_at": stmt.excluded.updated_at},
+        )
+        with self._db.write_tx() as conn:
+            conn.execute(stmt)
+
+    def delete_position(self, account: str, name: str) -> None:
+        """Forget a feed position (the next read starts from a date again)."""
+        with self._db.write_tx() as conn:
+            conn.execute(delete(FeedPosition).where(FeedPosition.account == account, FeedPosition.name == name))
 
     def _upsert(self, account: str, name: str, value: datetime, *, only_forward: bool) -> datetime:
         stmt = self._db.insert(Watermark).values(

@@ -1,4 +1,4 @@
-"""Custom activities planned from FreshBooks records (pinned semantics, see DESIGN.md).
+"""Custom activities planned from FreshBooks records (pinned semantics, see docs/architecture.md).
 
 * **Invoice Sent** — live (non-draft, non-deleted) invoices whose ``create_date`` belongs to the window,
   dated at the start of that date in the account zone; and ``invoice.sendByEmail`` webhook events, dated at
@@ -6,8 +6,11 @@
   invoice yields one Invoice Sent activity, whichever path sees it first.
 * **Payment Received** — non-deleted payments whose ``date`` belongs to the window, dated at that date.
 * **Invoice Overdue** — live invoices whose overdue moment (start of the day after ``due_date``) lies in the
-  window and which are still unpaid at the window's end; dated at the overdue moment; once per
-  (invoice, due date).
+  window and which are still unpaid at the window's end (or at the end of the overdue day, when that is
+  later: a short window still judges the whole day); dated at the overdue moment; once per (invoice, due date).
+
+``window`` is any :class:`FactDates`: a run's :class:`~airflow_provider_fbmkto.sync.window.Window`, or a
+:class:`~airflow_provider_fbmkto.sync.scope.Coverage` (the parts of the account's scope one planning pass takes).
 
 Activities go on the lead of the invoice's (payment's) client. A client that is missing from
 ``clients_by_id``, deleted, or has no e-mail gives a :class:`Skipped` with the reason instead.
@@ -21,22 +24,38 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from airflow_provider_fbmkto.sync.health import invoice_is_live, invoice_unpaid_at, outstanding_at, overdue_moment
 from airflow_provider_fbmkto.sync.keys import invoice_overdue_key, invoice_sent_key, payment_received_key
 from airflow_provider_fbmkto.sync.plan import MappingContext, Plan, PlannedActivity, Skipped
 from airflow_provider_fbmkto.sync.records import Client, Invoice, Payment
-from airflow_provider_fbmkto.sync.window import Window, start_of_day, to_utc
+from airflow_provider_fbmkto.sync.window import start_of_day, to_utc
 
 __all__ = [
+    "FactDates",
     "invoice_sent_activities",
     "lead_email_for",
     "overdue_activities",
     "payment_activities",
     "sent_event_activity",
 ]
+
+
+class FactDates(Protocol):
+    """Which fact moments a planning pass takes (a ``Window`` or a ``Coverage``)."""
+
+    @property
+    def end(self) -> datetime:
+        """When "still unpaid" is judged (Invoice Overdue)."""
+        ...
+
+    def contains(self, moment: datetime) -> bool: ...
+
+    def contains_date(self, day: date, tz: ZoneInfo) -> bool: ...
 
 
 def lead_email_for(client_id: int, clients_by_id: Mapping[int, Client]) -> str | Skipped:
@@ -78,7 +97,7 @@ def _sent(invoice: Invoice, email: str, when: datetime, ctx: MappingContext) -> 
 
 
 def invoice_sent_activities(
-    invoices: Iterable[Invoice], clients_by_id: Mapping[int, Client], window: Window, ctx: MappingContext
+    invoices: Iterable[Invoice], clients_by_id: Mapping[int, Client], window: FactDates, ctx: MappingContext
 ) -> Plan[PlannedActivity]:
     """Invoice Sent activities found by polling: live invoices whose ``create_date`` is in ``window``.
 
@@ -119,7 +138,7 @@ def payment_activities(
     payments: Iterable[Payment],
     clients_by_id: Mapping[int, Client],
     invoices_by_id: Mapping[int, Invoice],
-    window: Window,
+    window: FactDates,
     ctx: MappingContext,
 ) -> Plan[PlannedActivity]:
     """Payment Received activities: non-deleted payments dated in ``window``, dated at their date.
@@ -160,11 +179,12 @@ def payment_activities(
 def overdue_activities(
     invoices: Iterable[Invoice],
     clients_by_id: Mapping[int, Client],
-    window: Window,
+    window: FactDates,
     ctx: MappingContext,
     payments: Iterable[Payment] = (),
 ) -> Plan[PlannedActivity]:
-    """Invoice Overdue activities: overdue moment in ``window`` and still unpaid at ``window.end``.
+    """Invoice Overdue activities: overdue moment in ``window`` and still unpaid at ``window.end`` (or at the end
+    of the overdue day, if later).
 
     ``amount`` is the balance that was overdue: the balance at the overdue moment
     (:func:`~airflow_provider_fbmkto.sync.health.outstanding_at`; pass the invoices' ``payments`` so a
@@ -179,7 +199,8 @@ def overdue_activities(
         if not invoice_is_live(inv):
             continue
         moment = overdue_moment(inv, ctx.tz)
-        if not window.contains(moment) or not invoice_unpaid_at(inv, window.end, ctx.tz):
+        judged = max(to_utc(window.end), start_of_day(inv.due_date + timedelta(days=2), ctx.tz))
+        if not window.contains(moment) or not invoice_unpaid_at(inv, judged, ctx.tz):
             continue
         key = invoice_overdue_key(ctx.account, inv.id, inv.due_date)
         email = lead_email_for(inv.customerid, clients_by_id)

@@ -31,7 +31,26 @@ def _money(m: Money) -> dict[str, str]:
 
 
 def _m(d: Any) -> Money:
-    return Money(Decimal(str(d["amount"])), str(d["code"]))
+    amount, code = d["amount"], d["code"]
+    return Money(Decimal(amount if type(amount) is str else str(amount)), code if type(code) is str else str(code))
+
+
+# Enum lookups by value: ``VisState(n)`` goes through EnumMeta.__call__ (slow, and the mirror decodes a
+# million records a run); an unknown value still raises ValueError through the Enum itself.
+_VIS = {int(v): v for v in VisState}
+_STATUS = {int(v): v for v in InvoiceStatus}
+
+
+def _vis(raw: Any) -> VisState:
+    value = int(raw)
+    found = _VIS.get(value)
+    return found if found is not None else VisState(value)
+
+
+def _status(raw: Any) -> InvoiceStatus:
+    value = int(raw)
+    found = _STATUS.get(value)
+    return found if found is not None else InvoiceStatus(value)
 
 
 def _d(value: Any) -> date | None:
@@ -79,7 +98,7 @@ def to_json(record: Record) -> dict[str, Any]:
 def from_json(kind: str, data: dict[str, Any]) -> Record:
     """Rebuild the record of ``kind`` from :func:`to_json`'s output."""
     updated = datetime.fromisoformat(data["updated"])
-    vis = VisState(int(data.get("vis_state", 0)))
+    vis = _vis(data.get("vis_state", 0))
     if kind == "client":
         return Client(
             id=int(data["id"]),
@@ -102,7 +121,7 @@ def from_json(kind: str, data: dict[str, Any]) -> Record:
             amount=_m(data["amount"]),
             outstanding=_m(data["outstanding"]),
             paid=_m(data["paid"]),
-            status=InvoiceStatus(int(data["status"])),
+            status=_status(data["status"]),
             v3_status=data["v3_status"],
             payment_status=data["payment_status"],
             date_paid=_d(data.get("date_paid")),

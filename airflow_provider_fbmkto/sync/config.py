@@ -1,9 +1,9 @@
 """Account configuration: load and check ``fbmkto_accounts.yaml``.
 
 The file (``dags/fbmkto_accounts.yaml`` beside the DAG file; ``FBMKTO_CONFIG`` overrides the path, see
-:func:`config_path`) holds ``accounts:`` — a list of accounts — and optionally ``defaults:``, a mapping merged
-into every account (nested mappings are merged key by key and the account's own values win; lists are
-replaced, not joined)::
+:func:`~airflow_provider_fbmkto.sync.config_schema.locate_config`) holds ``accounts:`` — a list of accounts —
+and optionally ``defaults:``, a mapping merged into every account (nested mappings are merged key by key and
+the account's own values win; lists are replaced, not joined)::
 
     defaults:
       marketo_conn_id: marketo_default
@@ -18,7 +18,9 @@ replaced, not joined)::
             - {domain: bigco.io, company: BigCo Holdings}
             - {email: cfo@smallco.com, company: SmallCo, shared: true}
 
-Every problem is an :class:`AccountConfigError` naming the file, the account, the field and the fix. Unknown
+The types (:class:`~airflow_provider_fbmkto.sync.config_schema.SyncConfig`, ``AccountConfig``, the errors) are in
+:mod:`~airflow_provider_fbmkto.sync.config_schema`; this module only loads. Every problem is an
+:class:`AccountConfigError` naming the file, the account, the field and the fix. Unknown
 keys are errors (with a did-you-mean), and so are duplicate keys in one YAML mapping. File-level problems
 (missing file, YAML syntax, no ``accounts`` list, a bad ``defaults`` key) fail the whole file; a problem
 inside one account only fails that account (:func:`load_config_collecting`).
@@ -39,35 +41,13 @@ from pathlib import Path
 
 from airflow_provider_fbmkto.sync.config_parse import parse_document, read_yaml
 from airflow_provider_fbmkto.sync.config_schema import (
-    CONFIG_ENV,
-    DEFAULT_BULK_THRESHOLD,
-    DEFAULT_CONFIG_NAME,
     AccountConfig,
     AccountConfigError,
-    ActivityTypesConfig,
     ConfigProblems,
-    MatchingConfig,
-    ReconcileConfig,
-    Rule,
-    SegmentsConfig,
     SyncConfig,
-    config_path,
 )
 
 __all__ = [
-    "CONFIG_ENV",
-    "DEFAULT_BULK_THRESHOLD",
-    "DEFAULT_CONFIG_NAME",
-    "AccountConfig",
-    "AccountConfigError",
-    "ActivityTypesConfig",
-    "ConfigProblems",
-    "MatchingConfig",
-    "ReconcileConfig",
-    "Rule",
-    "SegmentsConfig",
-    "SyncConfig",
-    "config_path",
     "load_config",
     "load_config_collecting",
     "parse_config",

@@ -9,7 +9,9 @@ from datetime import date, datetime
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from airflow_provider_fbmkto.sync.config_alerts import ALERTS_SCHEMA, parse_alerts
 from airflow_provider_fbmkto.sync.config_checks import AccountFacts
+from airflow_provider_fbmkto.sync.config_marketo import MARKETO_SCHEMA, parse_marketo
 from airflow_provider_fbmkto.sync.config_reader import MISSING, Path_, Reader, kind, unknown_keys
 from airflow_provider_fbmkto.sync.config_schema import (
     DEFAULT_BULK_THRESHOLD,
@@ -37,10 +39,15 @@ SCHEMA: Final[dict[str, object]] = {
     "activity_types": dict.fromkeys(("invoice_sent", "payment_received", "invoice_overdue")),
     "staging_url": None,
     "webhooks": None,
+    "webhooks_retention_days": None,
     "reconcile": dict.fromkeys(("fix_marketo", "bulk_threshold")),
+    "marketo": MARKETO_SCHEMA,
+    "alerts": ALERTS_SCHEMA,
     "pool": None,
     "retries": None,
     "max_active_runs": None,
+    "retry_skipped": None,
+    "daily_budget_share": None,
 }
 _NAME = re.compile(r"^[a-z0-9_]+$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -255,6 +262,20 @@ def _reconcile(r: Reader) -> ReconcileConfig:
     )
 
 
+def _budget_share(r: Reader) -> float | None:
+    value = r.get(("daily_budget_share",))
+    if value is MISSING or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        r.error(
+            ("daily_budget_share",),
+            f"must be a fraction above 0 and at most 1 of the Marketo instance's usable daily budget "
+            f"(e.g. 0.5 for half), got {kind(value)} {value!r}",
+        )
+        return None
+    return float(value)
+
+
 def parse_account(r: Reader) -> tuple[AccountConfig | None, AccountFacts]:
     """Parse one merged account; ``(None, facts)`` when it has problems (they are in ``r.errors``)."""
     for path, problem in unknown_keys(r.own, SCHEMA, ()):
@@ -272,10 +293,15 @@ def parse_account(r: Reader) -> tuple[AccountConfig | None, AccountFacts]:
         "activity_types": lambda: _activity_types(r),
         "staging_url": lambda: _staging_url(r),
         "webhooks": lambda: r.flag(("webhooks",), False),
+        "webhooks_retention_days": lambda: r.integer(("webhooks_retention_days",), 30, 1),
         "reconcile": lambda: _reconcile(r),
+        "marketo": lambda: parse_marketo(r),
+        "alerts": lambda: parse_alerts(r),
         "pool": lambda: r.text(("pool",)),
         "retries": lambda: r.integer(("retries",), 3, 0),
         "max_active_runs": lambda: r.integer(("max_active_runs",), 1, 1),
+        "retry_skipped": lambda: r.integer(("retry_skipped",), 5, 0),
+        "daily_budget_share": lambda: _budget_share(r),
     }
     values = {key: read() for key, read in parts.items()}
     name, conn = values["name"], values["freshbooks_conn_id"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from airflow_provider_fbmkto.exceptions import ConfigError
+from airflow_provider_fbmkto.sync.marketo_fit import MarketoFit
 from airflow_provider_fbmkto.sync.matching import FREE_MAIL_DOMAINS, Rule
 from airflow_provider_fbmkto.sync.plan import ActivityTypeNames, Segments
 
@@ -30,6 +31,7 @@ __all__ = [
     "SegmentsConfig",
     "SyncConfig",
     "config_path",
+    "locate_config",
 ]
 
 CONFIG_ENV = "FBMKTO_CONFIG"
@@ -112,6 +114,35 @@ class ReconcileConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifierSpec:
+    """One Airflow notifier: its class and keyword arguments (e.g. the Slack or SMTP provider's notifier).
+
+    :param classpath: dotted path of the notifier class (a ``BaseNotifier``), e.g.
+        ``airflow.providers.slack.notifications.slack.SlackNotifier``.
+    :param kwargs: keyword arguments of the class (connection ids, channels, text; no secrets: use connections).
+    """
+
+    classpath: str
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """``alerts:`` — when a run that completed still fails, so Airflow's failure handling tells someone.
+
+    :param max_skipped: rows Marketo skipped in a run above which its ``report`` task fails (after writing the
+        report). Rows waiting for their person in an update-only account do not count.
+    :param max_failed: rows left failed by a run above which its ``report`` task fails.
+    :param notify: Airflow notifiers called once when a run of the account fails (they are the failure callback of
+        its ``report`` task, which runs after every run and fails whenever the run failed or broke these limits).
+    """
+
+    max_skipped: int = 50
+    max_failed: int = 0
+    notify: tuple[NotifierSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AccountConfig:
     """One FreshBooks account synced into Marketo (one DAG, ``fbmkto_sync__<name>``).
 
@@ -127,9 +158,21 @@ class AccountConfig:
     :param activity_types: apiNames of the custom activity types.
     :param staging_url: fsspec URL for staged records; ``None`` = ``$AIRFLOW_HOME/fbmkto/staging``.
     :param webhooks: also consume FreshBooks webhook events.
+    :param webhooks_retention_days: days a consumed webhook event, or one marked failed, stays in the state DB;
+        then the account's next run deletes it.
     :param reconcile: reconciliation options.
+    :param marketo: how the account fits the customer's Marketo: field names, lead policy, partition, companies.
+    :param alerts: thresholds above which a completed run fails, and who Airflow notifies.
     :param pool: Airflow pool for the tasks that call Marketo (e.g. one pool per Marketo instance).
     :param retries: task retries.
+    :param retry_skipped: how many later runs put a skipped row back to pending by themselves when its cause may
+        go away without the row changing (no lead in Marketo yet; an activity type not approved yet; Marketo
+        ``1004``, ``1006``, ``1008``, ``1013``); then it waits for a replay. ``0``: never. A replay starts the count
+        again.
+    :param daily_budget_share: fraction (above 0, at most 1) of the Marketo instance's usable daily budget
+        (``daily_budget - budget_reserve`` less other integrations' calls today) this account's loads may spend;
+        when it is spent the load stops cleanly, its rows wait for the next run after midnight America/Chicago,
+        and the report says so. Counted in the state DB, shared by every worker. Default: no cap of its own.
     :param max_active_runs: concurrent runs of this account's DAG.
     """
 
@@ -145,10 +188,15 @@ class AccountConfig:
     activity_types: ActivityTypeNames = field(default_factory=ActivityTypeNames)
     staging_url: str | None = None
     webhooks: bool = False
+    webhooks_retention_days: int = 30
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    marketo: MarketoFit = field(default_factory=MarketoFit)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     pool: str | None = None
     retries: int = 3
     max_active_runs: int = 1
+    retry_skipped: int = 5
+    daily_budget_share: float | None = None
 
     @property
     def dag_id(self) -> str:
@@ -183,11 +231,37 @@ class SyncConfig:
         return frozenset(r.key for a in self.accounts for r in a.matching.rules if r.shared)
 
 
+def locate_config(
+    dags_folder: str | Path,
+    environ: Mapping[str, str],
+    *,
+    explicit: str | None = None,
+    fallback_folder: str | Path | None = None,
+) -> tuple[Path, bool]:
+    """``(path, named)``: where the accounts config is, and whether someone named it. The one place that knows.
+
+    ``explicit`` (``--config``) if given, else ``environ[FBMKTO_CONFIG]`` if set, else
+    ``<dags_folder>/fbmkto_accounts.yaml``; when that file is absent and ``fallback_folder`` is given,
+    ``<fallback_folder>/fbmkto_accounts.yaml``. ``named`` is true for the first two.
+
+    :param dags_folder: the folder of the DAG file (or Airflow's ``[core] dags_folder``).
+    :param environ: the environment (``os.environ``), passed in to keep this pure.
+    :param explicit: a path the user gave on the command line.
+    :param fallback_folder: where to look when ``dags_folder`` has no config (the CLI: the checkout's ``dags``).
+    """
+    override = explicit or environ.get(CONFIG_ENV, "").strip()
+    if override:
+        return Path(override), True
+    path = Path(dags_folder) / DEFAULT_CONFIG_NAME
+    if fallback_folder is not None and not path.exists():
+        path = Path(fallback_folder) / DEFAULT_CONFIG_NAME
+    return path, False
+
+
 def config_path(dags_folder: str | Path, environ: Mapping[str, str]) -> Path:
     """Where the config file is: ``environ[FBMKTO_CONFIG]`` if set, else ``<dags_folder>/fbmkto_accounts.yaml``.
 
     :param dags_folder: the directory of the DAG file.
     :param environ: the environment (``os.environ``), passed in to keep this pure.
     """
-    override = environ.get(CONFIG_ENV, "").strip()
-    return Path(override) if override else Path(dags_folder) / DEFAULT_CONFIG_NAME
+    return locate_config(dags_folder, environ)[0]

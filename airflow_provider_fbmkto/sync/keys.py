@@ -36,6 +36,7 @@ __all__ = [
     "canonical_json",
     "company_ledger_key",
     "invoice_overdue_key",
+    "invoice_overdue_prefix",
     "invoice_sent_key",
     "is_write_once",
     "lead_key",
@@ -70,6 +71,11 @@ def payment_received_key(account: str, payment_id: int) -> str:
 
 def invoice_overdue_key(account: str, invoice_id: int, due_date: date) -> str:
     return f"invoice_overdue:{account}:{invoice_id}:{due_date.isoformat()}"
+
+
+def invoice_overdue_prefix(account: str, invoice_id: int) -> str:
+    """The start shared by the Invoice Overdue keys of one invoice, whatever its due date."""
+    return f"invoice_overdue:{account}:{invoice_id}:"
 
 
 def company_ledger_key(account: str, company_key: str) -> str:
@@ -112,7 +118,20 @@ def is_write_once(key: str) -> bool:
     return parse_key(key).kind in WRITE_ONCE_KINDS
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _canonical(value: object) -> object:
+    kind = type(value)
+    if kind in _PLAIN:  # the common cases first, by exact type (same answers as the checks below)
+        return value
+    if kind is dict:
+        out: dict[str, object] = {}
+        for k, v in value.items():  # type: ignore[attr-defined]
+            if type(k) is not str and not isinstance(k, str):
+                raise TypeError(f"mapping keys must be strings to hash, got {k!r}")
+            out[k] = _canonical(v)
+        return out
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -133,7 +152,7 @@ def _canonical(value: object) -> object:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        out: dict[str, object] = {}
+        out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise TypeError(f"mapping keys must be strings to hash, got {k!r}")

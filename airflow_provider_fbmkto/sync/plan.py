@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from airflow_provider_fbmkto.exceptions import ConfigError
 from airflow_provider_fbmkto.sync.health import PaymentStatus
 from airflow_provider_fbmkto.sync.keys import payload_hash
+from airflow_provider_fbmkto.sync.marketo_fit import MarketoFit
 
 __all__ = [
     "ActivityTypeIds",
@@ -81,12 +82,31 @@ class MappingContext:
     :param fb_account_id: FreshBooks ``account_id`` (the ``fbAccountId`` activity attribute).
     :param tz: the account time zone.
     :param activity_types: apiNames of the custom activity types.
+    :param fit: the account's ``marketo:`` config (field names, companies mode).
+    :param companies_refused: Marketo refuses company writes (a CRM-synced instance, ``1018``), as last seen.
     """
 
     account: str
     fb_account_id: str
     tz: ZoneInfo
     activity_types: ActivityTypeNames = ActivityTypeNames()
+    fit: MarketoFit = MarketoFit()  # noqa: RUF009 - frozen, so one shared default is safe
+    companies_refused: bool = False
+
+    @property
+    def writes_companies(self) -> bool:
+        """Whether company writes are planned at all."""
+        return self.fit.writes_companies and not self.companies_refused
+
+    @property
+    def company_facts_on_leads(self) -> bool:
+        """Whether leads carry the company-level facts (``marketo.companies`` and what Marketo allows)."""
+        return self.fit.company_facts_on_leads(companies_refused=self.companies_refused)
+
+    @property
+    def links_leads_to_companies(self) -> bool:
+        """Whether leads carry ``externalCompanyId`` (never pointing at a company the provider does not write)."""
+        return self.fit.link_leads_to_companies(companies_refused=self.companies_refused)
 
 
 @dataclass(frozen=True, slots=True)

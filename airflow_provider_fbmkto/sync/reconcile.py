@@ -12,6 +12,10 @@ FreshBooks is the source of truth for names and e-mails. Leads are compared by e
   scope (e.g. read by the clients' e-mails, or carrying ``fbPaymentStatus``), or this lists every lead;
 * ``deleted_in_freshbooks`` — a lead whose only clients are deleted (informational: leads are never deleted).
 
+Companies are compared by name (:func:`compare_company_names`): each company the account writes (by its
+``externalCompanyId``) against the Marketo company of that id -- ``company_name_differs`` when Marketo's
+``company`` differs (whitespace runs collapsed), ``company_not_in_marketo`` when Marketo has no such company.
+
 Several clients with one e-mail are represented by the lowest client id (as in the lead mapping); several
 Marketo leads with one e-mail (duplicates) are each compared. Clients without an e-mail cannot be compared
 and are left out (the mapping reports them as skipped).
@@ -27,7 +31,16 @@ from dataclasses import dataclass
 from airflow_provider_fbmkto.sync.matching import CompanyMatch
 from airflow_provider_fbmkto.sync.records import Client
 
-__all__ = ["LEAD_FIELDS", "Mismatch", "MismatchKind", "compare", "corrections"]
+__all__ = [
+    "LEAD_FIELDS",
+    "CompanyMismatch",
+    "Mismatch",
+    "MismatchKind",
+    "company_corrections",
+    "compare",
+    "compare_company_names",
+    "corrections",
+]
 
 LEAD_FIELDS = ("id", "email", "firstName", "lastName", "company")
 """The Marketo lead fields :func:`compare` reads (ask Marketo for these)."""
@@ -39,6 +52,8 @@ class MismatchKind(str, enum.Enum):
     ONLY_IN_FRESHBOOKS = "only_in_freshbooks"
     ONLY_IN_MARKETO = "only_in_marketo"
     DELETED_IN_FRESHBOOKS = "deleted_in_freshbooks"
+    COMPANY_NAME_DIFFERS = "company_name_differs"
+    COMPANY_NOT_IN_MARKETO = "company_not_in_marketo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +175,53 @@ def corrections(mismatches: Iterable[Mismatch]) -> list[dict[str, object]]:
         entry = merged.setdefault(ident, {ident[0]: ident[1]})
         entry[m.fix[0]] = m.fix[1]
     return [merged[k] for k in sorted(merged, key=lambda k: (k[0], k[1] if isinstance(k[1], int) else 0, str(k[1])))]
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyMismatch:
+    """A company the account writes whose Marketo record differs (or is missing).
+
+    :param kind: ``company_name_differs`` or ``company_not_in_marketo``.
+    :param external_id: the company's ``externalCompanyId``.
+    :param freshbooks_value: the name FreshBooks gives it.
+    :param marketo_value: Marketo's ``company`` (``None`` when Marketo has no such company).
+    """
+
+    kind: MismatchKind
+    external_id: str
+    freshbooks_value: str
+    marketo_value: str | None = None
+
+
+def compare_company_names(
+    expected: Mapping[str, str], marketo_companies: Iterable[Mapping[str, object]]
+) -> list[CompanyMismatch]:
+    """Compare ``{externalCompanyId: name}`` with Marketo's companies of those ids; sorted by id.
+
+    Companies Marketo returns whose id is not in ``expected`` are ignored (another account's, or not asked).
+    """
+    found: dict[str, str] = {}
+    for company in marketo_companies:
+        ext = _text(company.get("externalCompanyId"))
+        if ext in expected:
+            found.setdefault(ext, " ".join(_text(company.get("company")).split()))
+    out: list[CompanyMismatch] = []
+    for ext in sorted(expected):
+        want = " ".join(expected[ext].split())
+        if ext not in found:
+            out.append(CompanyMismatch(MismatchKind.COMPANY_NOT_IN_MARKETO, ext, want))
+        elif found[ext] != want:
+            out.append(CompanyMismatch(MismatchKind.COMPANY_NAME_DIFFERS, ext, want, found[ext]))
+    return out
+
+
+def company_corrections(mismatches: Iterable[CompanyMismatch]) -> list[dict[str, object]]:
+    """Company updates (``externalCompanyId`` + ``company``) that give Marketo FreshBooks' names, sorted.
+
+    Only differing names are corrected; a missing company is the load's to create, not reconcile's.
+    """
+    return [
+        {"externalCompanyId": m.external_id, "company": m.freshbooks_value}
+        for m in sorted(mismatches, key=lambda m: m.external_id)
+        if m.kind is MismatchKind.COMPANY_NAME_DIFFERS
+    ]

@@ -21,6 +21,7 @@ For a start of day this gives the first instant of that day even in zones whose 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -33,6 +34,7 @@ __all__ = [
     "eastern_to_utc",
     "in_window",
     "local_date",
+    "local_instant",
     "parse_fb_timestamp",
     "search_days",
     "start_of_day",
@@ -66,12 +68,34 @@ def start_of_day(day: date, tz: ZoneInfo) -> datetime:
     :param day: a calendar date.
     :param tz: the zone whose midnight is meant.
     """
+    return _start_of_day(day, tz)
+
+
+@functools.lru_cache(maxsize=8192)
+def _start_of_day(day: date, tz: ZoneInfo) -> datetime:
+    # Planning asks for the same few hundred days a million times; datetimes are immutable.
     return to_utc(datetime.combine(day, time(0), tzinfo=tz))
 
 
 def local_date(moment: datetime, tz: ZoneInfo) -> date:
     """The calendar date that an aware ``moment`` falls on in ``tz``."""
     return to_utc(moment).astimezone(tz).date()
+
+
+def local_instant(text: str, tz: ZoneInfo) -> datetime:
+    """An ISO 8601 date or date-time as a UTC instant; a date alone is the start of that day in ``tz``.
+
+    ``2025-03-01`` in America/New_York is ``2025-03-01T05:00Z``; a date-time with an offset (or ``Z``) is taken
+    as given, and one without an offset is UTC. Manual-run Params ``window_start`` / ``window_end`` are read
+    this way, so a date means the account's day, as in the windows of its scheduled runs.
+
+    :raises ValueError: when ``text`` is not ISO 8601.
+    """
+    raw = text.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        return start_of_day(date.fromisoformat(raw), tz)
+    moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return to_utc(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
+from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID
+
 CLASSPATH = "airflow_provider_fbmkto.triggers.freshbooks.FreshBooksWebhookEventTrigger"
 #: Events counted at most per check (the count is informative; the sync reads them all).
 COUNT_LIMIT = 1000
@@ -57,7 +59,7 @@ class FreshBooksWebhookEventTrigger(BaseTrigger):
     def __init__(
         self,
         account: str,
-        state_conn_id: str = "fbmkto_state",
+        state_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 30.0,
         timeout_at: datetime | str | float | None = None,
     ) -> None:

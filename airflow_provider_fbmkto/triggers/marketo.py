@@ -178,7 +178,7 @@ class MarketoBulkExportTrigger(BaseTrigger):
         except ValueError:
             body = None
         codes = envelope_codes(body)
-        self._raise_transient(response, codes, scale)
+        self._raise_transient(response, codes, scale, envelope_message(body) if codes else "")
         if response.status_code != 200 or not isinstance(body, dict):
             raise _Stop(f"status answered HTTP {response.status_code}")
         if codes:
@@ -189,8 +189,8 @@ class MarketoBulkExportTrigger(BaseTrigger):
         return BulkExportStatus.from_marketo(result[0])
 
     @staticmethod
-    def _raise_transient(response: httpx.Response, codes: list[str], scale: float = 1.0) -> None:
-        verdict = classify_answer(response.status_code, codes)
+    def _raise_transient(response: httpx.Response, codes: list[str], scale: float = 1.0, message: str = "") -> None:
+        verdict = classify_answer(response.status_code, codes, message)
         retry_after = parse_retry_after(response.headers.get("Retry-After")) or 0.0
         reason = ",".join(codes) or f"HTTP {response.status_code}"
         if verdict is Verdict.TOKEN:

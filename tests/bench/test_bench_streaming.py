@@ -21,7 +21,7 @@ from cryptography.fernet import Fernet
 from airflow_provider_fbmkto.cli import main as fbmkto
 from airflow_provider_fbmkto.hooks.freshbooks import FreshBooksHook
 from airflow_provider_fbmkto.hooks.marketo_limits import reset_process_state
-from airflow_provider_fbmkto.pipeline import planner
+from airflow_provider_fbmkto.pipeline import planner, planner_facts, planner_groups
 from airflow_provider_fbmkto.pipeline import reconcile as reconcile_step
 from airflow_provider_fbmkto.pipeline.context import RunContext
 from airflow_provider_fbmkto.pipeline.extract import FILES, extract
@@ -127,9 +127,9 @@ def _ledger(db: StateDB) -> dict[str, tuple[str, str]]:
 
 
 def _tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(planner, "CLIENTS_PER_CHUNK", 3)
-    monkeypatch.setattr(planner, "DAYS_PER_CHUNK", 1)
-    monkeypatch.setattr(planner, "RECORDS_PER_BATCH", 2)
+    monkeypatch.setattr(planner_groups, "CLIENTS_PER_CHUNK", 3)
+    monkeypatch.setattr(planner_facts, "DAYS_PER_CHUNK", 1)
+    monkeypatch.setattr(planner_facts, "RECORDS_PER_BATCH", 2)
 
 
 def test_planning_in_small_chunks_plans_exactly_what_planning_everything_at_once_does(

@@ -14,7 +14,7 @@ from airflow_provider_fbmkto.state import LedgerStatus, RowOutcome, StateDB
 from airflow_provider_fbmkto.testing.freshbooks import FreshBooksEmulator
 from airflow_provider_fbmkto.testing.marketo import MarketoEmulator
 
-STATUSES = ("pending", "in_flight", "written", "skipped", "failed")
+STATUSES = ("pending", "in_flight", "written", "skipped", "failed", "withdrawn")
 DRAFT_REASON = "1013 Activity type 100002 ('fbPaymentReceived') is a draft; approve it first"
 HTTP_REASON = "Marketo POST /rest/v1/leads.json: HTTP 503 after retries"
 
@@ -83,8 +83,8 @@ def test_status_shows_counts_per_kind_and_status_and_recent_runs(
     code, out = run(capsys, "ledger", "status", "--account", "acme")
     assert code == 0
     assert table(out) == {
-        "activity": {"pending": 0, "in_flight": 1, "written": 2, "skipped": 2, "failed": 0},
-        "lead": {"pending": 1, "in_flight": 0, "written": 1, "skipped": 0, "failed": 1},
+        "activity": {"pending": 0, "in_flight": 1, "written": 2, "skipped": 2, "failed": 0, "withdrawn": 0},
+        "lead": {"pending": 1, "in_flight": 0, "written": 1, "skipped": 0, "failed": 1, "withdrawn": 0},
     }
     assert "run scheduled__2025-03-01: failed (window 2025-03-01 05:00 .. 2025-03-02 05:00)" in out
 
@@ -145,7 +145,9 @@ def test_replay_moves_skipped_and_failed_back_to_pending(db: StateDB, capsys: py
     code, out = run(capsys, "ledger", "show-failed", "--account", "acme")
     assert "no skipped or failed rows" in out
     code, out = run(capsys, "ledger", "status", "--account", "acme")
-    assert table(out)["activity"] == {"pending": 2, "in_flight": 1, "written": 2, "skipped": 0, "failed": 0}
+    assert table(out)["activity"] == {
+        "pending": 2, "in_flight": 1, "written": 2, "skipped": 0, "failed": 0, "withdrawn": 0,
+    }  # fmt: skip
 
 
 def test_replay_of_one_kind_leaves_the_others(db: StateDB, capsys: pytest.CaptureFixture[str]) -> None:
@@ -182,6 +184,7 @@ def emulators(
             assert fbmkto(["authorize", "--conn-id", conn_id, "--code", fb.issue_code()]) == 0
         monkeypatch.setenv("AIRFLOW_CONN_MARKETO_DEFAULT", mk.conn_json())
         (airflow_env / "accounts.yaml").write_text(CONFIG)
+        assert fbmkto(["setup-marketo", "--config", str(airflow_env / "accounts.yaml")]) == 0
         yield fb, mk
 
 
@@ -196,8 +199,11 @@ def test_check_prints_ok_for_every_connection(
     assert [line.split(":")[0] for line in lines if line.startswith("[")] == [
         "[ok] acme",
         "[ok] acme",
+        "[ok] acme",  # the Marketo preflight of acme
         "[ok] globex",  # the shared Marketo connection is tested once
+        "[ok] globex",
     ]
+    assert sum("Marketo preflight: activity types, fields and segments in place" in line for line in lines) == 2
     assert any("freshbooks freshbooks_acme" in line for line in lines)
     assert any("freshbooks freshbooks_globex" in line for line in lines)
     assert sum("marketo marketo_default" in line for line in lines) == 1
@@ -222,6 +228,7 @@ def test_check_with_a_wrong_marketo_secret_fails_naming_the_connection(
     failing = [line for line in out.splitlines() if line.startswith("[FAIL]")]
     assert len(failing) == 1
     assert "marketo_default" in failing[0]
+    assert sum(line.startswith("[--]") and "preflight skipped" in line for line in out.splitlines()) == 2
     assert sum(line.startswith("[ok]") for line in out.splitlines()) == 2  # FreshBooks is fine
     tokens = [StateDB.from_airflow().tokens.load(c) for c in ("freshbooks_acme", "freshbooks_globex")]
     secrets = [wrong_secret, mk.client_secret, fb.client_secret]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import CronDataIntervalTimetable
+from airflow.serialization.encoders import encode_timetable
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 SYNC_FILE = "freshbooks_to_marketo.py"
@@ -89,9 +90,10 @@ def test_one_dag_per_account_with_the_account_settings(config: Path) -> None:
     assert Path(alpha.fileloc).name == SYNC_FILE
 
     assert isinstance(alpha.timetable, CronDataIntervalTimetable)
-    assert alpha.timetable.serialize() == {"expression": "30 6 * * 1-5", "timezone": "Europe/Berlin"}
+    # What the scheduler gets: the serialized timetable (airflow.sdk's timetable is a definition only).
+    assert encode_timetable(alpha.timetable)["__var"] == {"expression": "30 6 * * 1-5", "timezone": "Europe/Berlin"}
     assert isinstance(beta.timetable, CronDataIntervalTimetable)
-    assert beta.timetable.serialize() == {"expression": "0 0 * * *", "timezone": "America/New_York"}
+    assert encode_timetable(beta.timetable)["__var"] == {"expression": "0 0 * * *", "timezone": "America/New_York"}
     # The first interval starts at midnight of start_date in the account's zone.
     assert alpha.start_date == datetime(2024, 12, 31, 23, 0, tzinfo=timezone.utc)
     assert beta.start_date == datetime(2025, 2, 1, 5, 0, tzinfo=timezone.utc)

@@ -1,7 +1,7 @@
 """What Marketo must hold after the distributed run, computed independently of the pipeline.
 
 The records are read straight from the FreshBooks emulators' models (not through the hook, the staging files,
-the mirror or the ledger) and handed to the pure ``sync`` rules, window by window, exactly as DESIGN.md pins
+the mirror or the ledger) and handed to the pure ``sync`` rules, window by window, exactly as docs/architecture.md pins
 them. Marketo's side is read from the emulator's own state.
 """
 

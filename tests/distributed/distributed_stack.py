@@ -137,6 +137,14 @@ class MetadataDB:
         finally:
             conn.close()
 
+    def first_tries(self, dag_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The first try of every task instance that was tried again (Airflow keeps each earlier try)."""
+        return self.rows(
+            "SELECT dag_id, run_id, task_id, state, pid, hostname, start_date, end_date, retry_reason "
+            "FROM task_instance_history WHERE dag_id = ANY(%s) AND try_number = 1 ORDER BY dag_id, run_id, task_id",
+            (list(dag_ids),),
+        )
+
     def parsed_dags(self) -> set[str]:
         return {r["dag_id"] for r in self.rows("SELECT DISTINCT dag_id FROM serialized_dag")}
 

@@ -61,9 +61,11 @@ def test_check_reads_the_dags_folder_config_and_names_a_missing_marketo_connecti
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("state DB sqlite"), lines
     assert lines[0].endswith(": ok"), lines
-    # The file in the DAGs folder was read: its account and both of its connections were tested.
-    assert [line.split(":")[0] for line in lines[1:]] == ["[FAIL] acme", "[FAIL] acme"], lines
+    # The file in the DAGs folder was read: its account and both of its connections were tested, and the
+    # Marketo preflight was skipped (said so) because its connection failed.
+    assert [line.split(":")[0] for line in lines[1:]] == ["[FAIL] acme", "[FAIL] acme", "[--] acme"], lines
     assert "fbmkto authorize --conn-id freshbooks_acme" in lines[1]
     assert "Marketo connection 'marketo_nowhere' is not defined" in lines[2]
     assert "airflow connections add marketo_nowhere --conn-type marketo" in lines[2]
     assert "AIRFLOW_CONN_MARKETO_NOWHERE" in lines[2]
+    assert "preflight skipped: connection marketo_nowhere failed above" in lines[3], lines

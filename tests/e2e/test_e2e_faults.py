@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import World, day, make_world
+from airflow_provider_fbmkto.hooks.marketo import MarketoHook
+from airflow_provider_fbmkto.hooks.marketo_schema import INVOICE_OVERDUE, PAYMENT_RECEIVED, ensure_schema
+from tests.e2e.conftest import BASE_CONFIG, World, day, make_world
 
 pytestmark = pytest.mark.e2e
 
 ACTIVITY_WRITES = "/rest/v1/activities/external.json"
 
 
-def _invoices(w: World, n: int) -> None:
+def _invoices(w: World, n: int) -> list[dict[str, Any]]:
     client = w.fb.add_client(fname="Dana", lname="Cole", email="dana@initech.io")
-    for _ in range(n):
+    return [
         w.fb.add_invoice(customerid=client["id"], create_date=day(5).isoformat(), due_offset_days=30, amount="10.00")
+        for _ in range(n)
+    ]
 
 
 def test_5xx_storm_fails_the_load_then_a_rerun_writes_exactly_the_missing(world: World):
@@ -65,30 +68,103 @@ def test_lost_answer_of_an_activity_batch_is_resolved_by_reading_back(airflow_ho
         assert sum(1 for c in w.mkto.rest_calls() if c.path == ACTIVITY_WRITES) == writes_before
 
 
-def test_unapproved_activity_type_is_skipped_with_reason_then_replayed_after_the_fix(airflow_home, tmp_path):
-    for w in make_world(airflow_home, tmp_path):
-        # Provisioned, but fbInvoiceSent left a draft for an admin to approve.
-        assert w.cli("setup-marketo", "--conn-id", "marketo_default", "--leave-draft", "fbInvoiceSent") == 0
+def test_half_provisioned_marketo_fails_the_load_at_once_naming_the_fix_then_runs_after_setup(airflow_home, tmp_path):
+    config = BASE_CONFIG.replace("retries: 0 ", "retries: 2 ")
+    for w in make_world(airflow_home, tmp_path, config):
+        w.env["FBMKTO_RETRY_DELAY_SECONDS"] = "1"
+        # What a strict Marketo leaves of a type whose attributes were sent in the create body: none of them.
+        w.mkto.create_activity_type_direct("fbInvoiceSent", "Invoice Sent")
+        ensure_schema(MarketoHook(), types=[PAYMENT_RECEIVED, INVOICE_OVERDUE])
         assert w.cli("authorize", "--conn-id", "freshbooks_acme", "--code", w.fb.issue_code()) == 0
-        _invoices(w, 2)
+        invoices = _invoices(w, 2)
 
+        before = len(w.mkto.rest_calls())
+        proc = w.run(day(4))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert "is not ready for account 'acme'; nothing was sent:" in out
+        assert "activity type fbInvoiceSent lacks attributes fbAccountId, amount, currency, dueDate" in out
+        assert "Fix: run `fbmkto setup-marketo --conn-id marketo_default`. Then run the DAG again." in out
+        during = w.mkto.rest_calls()[before:]
+        preflights = [c for c in during if c.path == "/rest/v1/activities/external/types.json"]
+        assert len(preflights) == 1  # one try: the task was not retried (retries: 2)
+        writes = [c for c in during if c.effective_method in ("POST", "DELETE")]
+        probes = [c for c in writes if c.body.get("action") == "updateOnly"]  # map's "companies writable?" probe
+        assert [c.body["input"] for c in probes] == [[{"externalCompanyId": "fbmkto:__writable-probe__"}]]
+        assert [c.path for c in writes if c not in probes] == []  # nothing written
+        assert w.mkto.leads() == []
+        assert w.mkto.activities() == []
+
+        assert w.cli("setup-marketo", "--conn-id", "marketo_default") == 0
         w.ok(day(4))
-        assert w.mkto.activities() == []
-        shown = subprocess.run(
-            [sys.executable, "-m", "airflow_provider_fbmkto.cli", "ledger", "show-failed", "--account", "acme"],
-            env=w.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert shown.count("invoice_sent:acme:") == 2
-        assert "fbInvoiceSent" in shown  # the reason names the type
+        sent = sorted(a["primaryAttributeValue"] for a in w.mkto.activities())
+        assert sent == sorted(inv["invoice_number"] for inv in invoices)
+        assert all({x["apiName"] for x in a["attributes"]} >= {"amount", "dueDate"} for a in w.mkto.activities())
+        skipped = [c.record_codes for c in w.mkto.rest_calls() if c.path == ACTIVITY_WRITES and c.record_codes]
+        assert skipped == []  # no activity skipped for an unknown attribute
 
-        assert w.cli("setup-marketo", "--conn-id", "marketo_default") == 0  # the fix: approve it
-        w.ok(day(4))  # a plain rerun does not resend what Marketo skipped
-        assert w.mkto.activities() == []
-        w.ok(day(4), conf={"replay_failed": True})
-        assert len(w.mkto.activities()) == 2
-        w.ok(day(4), conf={"replay_failed": True})
-        assert len(w.mkto.activities()) == 2
-        assert w.duplicates() == 0
+
+def test_errors_no_retry_can_fix_fail_the_task_once_naming_the_fix(airflow_home, tmp_path):
+    """Revoked FreshBooks authorization, then a wrong Marketo client secret: each fails its task on the first try
+    (the account has retries: 2), with the message naming the fix."""
+    config = BASE_CONFIG.replace("retries: 0 ", "retries: 2 ")
+    for w in make_world(airflow_home, tmp_path, config):
+        w.env["FBMKTO_RETRY_DELAY_SECONDS"] = "1"
+        assert w.cli("setup-marketo", "--conn-id", "marketo_default") == 0
+        assert w.cli("authorize", "--conn-id", "freshbooks_acme", "--code", w.fb.issue_code()) == 0
+        _invoices(w, 1)
+        w.fb.expire_access_tokens()
+        w.fb.revoke_refresh_tokens()
+        proc = w.run(day(4))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert "ReauthorizationRequired: " in out
+        assert "fbmkto authorize --conn-id freshbooks_acme" in out
+        refreshes = [c for c in w.fb.calls if c.path == "/auth/oauth/token" and c.body["grant_type"] == "refresh_token"]
+        assert len(refreshes) == 1  # one try of extract, not three
+
+        assert w.cli("authorize", "--conn-id", "freshbooks_acme", "--code", w.fb.issue_code()) == 0
+        conn = json.loads(w.env["AIRFLOW_CONN_MARKETO_DEFAULT"])
+        w.env["AIRFLOW_CONN_MARKETO_DEFAULT"] = json.dumps({**conn, "password": "not-the-secret"})
+        before = len(w.mkto.calls)
+        proc = w.run(day(4))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert "Marketo rejected the client id/secret of connection 'marketo_default'" in out
+        assert "not-the-secret" not in out
+        identity = [c for c in w.mkto.calls[before:] if c.path == "/identity/oauth/token"]
+        assert len(identity) == 1  # map's one try asked for a token once; no retries
+        assert w.mkto.leads() == []
+
+
+ALERTS = """\
+    marketo:
+      lead_fields: {{payment_status: acctTier}}
+    alerts:
+      max_skipped: 0
+      notify:
+        - {{classpath: tests.e2e.recording_notifier.RecordingNotifier, kwargs: {{path: "{notes}", tag: billing}}}}
+"""
+
+
+def test_a_run_that_left_rows_behind_fails_its_report_and_notifies(airflow_home, tmp_path):
+    """The account maps its payment status onto an integer field by mistake: Marketo skips the lead (1001), its
+    activity cannot go out; the run completes, then its report fails so Airflow calls the account's notifier."""
+    notes = tmp_path / "notified.jsonl"
+    config = (BASE_CONFIG + ALERTS).replace("{notes}", str(notes))  # make_world formats it: braces stay doubled
+    for w in make_world(airflow_home, tmp_path, config):
+        w.mkto.add_lead_field_direct("acctTier", "integer")
+        assert w.cli("setup-marketo", "--conn-id", "marketo_default") == 0
+        assert w.cli("authorize", "--conn-id", "freshbooks_acme", "--code", w.fb.issue_code()) == 0
+        _invoices(w, 1)
+        proc = w.run(day(4))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert "sync of acme left 1 rows skipped by Marketo (alerts.max_skipped 0); 1 rows failed" in out
+        assert "fbmkto ledger replay --account acme" in out
+        report = json.loads(sorted((w.home / "fbmkto" / "reports" / "acme").glob("*.json"))[-1].read_text())
+        kinds = {f["kind"]: f["status"] for f in report["failures"]}
+        assert kinds == {"lead": "skipped", "activity": "failed", "list": "skipped"}  # the list row waits for its lead
+        assert "1001" in next(f["reason"] for f in report["failures"] if f["kind"] == "lead")
+        (note,) = [json.loads(line) for line in notes.read_text().splitlines()]  # called once for the run
+        assert (note["dag_id"], note["task_id"], note["tag"]) == ("fbmkto_sync__acme", "report", "billing")

@@ -252,6 +252,28 @@ def test_daily_quota_607_resets_at_midnight_us_central() -> None:
         assert (usage["date"], usage["total"]) == ("2025-03-04", 2)
 
 
+def test_usage_counts_every_api_user_of_the_instance(clock: FakeClock) -> None:
+    with MarketoEmulator(clock=clock, daily_quota=10, api_user="fbmkto@acme.com") as emu:
+        api = Api(emu)
+        assert (
+            requests.get(f"{emu.url}/identity/oauth/token", params=CLIENT, timeout=5).json()["scope"]
+            == "fbmkto@acme.com"
+        )
+        api.get("/rest/v1/leads/describe2.json")
+        spent = requests.post(f"{emu.url}/_emulator/usage", json={"count": 6, "userId": "crm@acme.com"}, timeout=5)
+        assert spent.json()["counted"] == 6
+        usage = api.get("/rest/v1/stats/usage.json")["result"]
+        assert usage == [
+            {
+                "date": "2025-03-03",
+                "total": 8,
+                "users": [{"userId": "crm@acme.com", "count": 6}, {"userId": "fbmkto@acme.com", "count": 2}],
+            }
+        ]
+        assert emu.spend_other_usage(5, "crm@acme.com") == 2  # the quota holds 2 more; the rest was refused
+        assert codes(api.get("/rest/v1/leads/describe2.json")) == ["607"]  # the shared quota is spent
+
+
 def test_more_than_300_records_or_filter_values_is_1003(api: Api) -> None:
     many = [{"email": f"u{i}@x.com"} for i in range(301)]
     assert codes(api.post("/rest/v1/leads.json", {"input": many})) == ["1003"]
@@ -326,6 +348,87 @@ def test_create_only_and_update_only(api: Api) -> None:
     assert len(api.emu.leads()) == 1
 
 
+def test_update_only_never_creates_and_both_actions_report_updated(api: Api) -> None:
+    (existing,) = lead_ids(api, "a@x.com")
+    for action in ("updateOnly", "createOrUpdate"):
+        body = {"action": action, "input": [{"email": "a@x.com", "firstName": action}]}
+        assert api.post("/rest/v1/leads.json", body)["result"] == [{"id": existing, "status": "updated"}]
+    only = api.post(
+        "/rest/v1/leads.json", {"action": "updateOnly", "input": [{"email": f"n{i}@x.com"} for i in range(3)]}
+    )
+    assert [r["status"] for r in only["result"]] == ["skipped"] * 3
+    assert [lead["id"] for lead in api.emu.leads()] == [existing]
+
+
+def test_lead_partitions_new_leads_go_where_named_and_updates_stay(clock: FakeClock) -> None:
+    with MarketoEmulator(clock=clock, partitions=("EMEA",)) as emu:
+        api = Api(emu)
+        assert [(p["id"], p["name"]) for p in api.get("/rest/v1/leads/partitions.json")["result"]] == [
+            (1, "Default"),
+            (2, "EMEA"),
+        ]
+        (default,) = lead_ids(api, "d@x.com")  # no partitionName: the Default partition
+        emea = api.post("/rest/v1/leads.json", {"partitionName": "EMEA", "input": [{"email": "e@x.com"}]})
+        moved = api.post("/rest/v1/leads.json", {"partitionName": "EMEA", "input": [{"email": "d@x.com"}]})
+        assert moved["result"] == [{"id": default, "status": "updated"}]
+        read = api.get(
+            "/rest/v1/leads.json", filterType="email", filterValues="d@x.com,e@x.com", fields="email,leadPartitionId"
+        )
+        assert [(r["email"], r["leadPartitionId"]) for r in read["result"]] == [("d@x.com", 1), ("e@x.com", 2)]
+        assert emea["result"][0]["status"] == "created"
+        unknown = api.post(
+            "/rest/v1/leads.json", {"partitionName": "emea", "input": [{"email": "d@x.com"}, {"email": "z@x.com"}]}
+        )
+        assert unknown["success"] is True  # record level: every record refused, even the update
+        assert [r["reasons"] for r in unknown["result"]] == [
+            [{"code": "1008", "message": "Access denied to partition 'emea'"}]
+        ] * 2
+        direct = api.post("/rest/v1/leads.json", {"input": [{"email": "d@x.com", "leadPartitionId": 2}]})
+        assert direct["result"][0]["reasons"][0]["code"] == "1011"  # read-only: partitions move by their own call
+        assert [(lead["email"], lead["leadPartitionId"]) for lead in emu.leads()] == [("d@x.com", 1), ("e@x.com", 2)]
+
+
+def test_a_role_spanning_partitions_must_name_one_to_create(clock: FakeClock) -> None:
+    with MarketoEmulator(clock=clock, partitions=("EMEA",), require_partition_name=True) as emu:
+        api = Api(emu)
+        named = api.post("/rest/v1/leads.json", {"partitionName": "Default", "input": [{"email": "a@x.com"}]})
+        unnamed = api.post("/rest/v1/leads.json", {"input": [{"email": "a@x.com"}, {"email": "b@x.com"}]})
+        assert named["result"][0]["status"] == "created"
+        assert unnamed["result"][0] == {"id": named["result"][0]["id"], "status": "updated"}
+        assert unnamed["result"][1]["reasons"] == [{"code": "1009", "message": "Partition name must be specified"}]
+        assert len(emu.leads()) == 1
+    with MarketoEmulator(clock=clock, require_partition_name=True) as emu:  # one partition: nothing to name
+        assert (
+            Api(emu).post("/rest/v1/leads.json", {"input": [{"email": "a@x.com"}]})["result"][0]["status"] == "created"
+        )
+
+
+def test_merged_lead_is_gone_and_its_activities_and_lists_move_to_the_winner(clock: FakeClock) -> None:
+    with MarketoEmulator(clock=clock, lists={1001: "Paid"}) as emu:
+        api = Api(emu)
+        type_id = emu.create_activity_type_direct("fbInvoiceSent")
+        winner, loser = lead_ids(api, "w@x.com", "l@x.com")
+        activity = {"leadId": loser, "activityDate": "2025-03-01T00:00:00Z", "activityTypeId": type_id}
+        api.post("/rest/v1/activities/external.json", {"input": [{**activity, "primaryAttributeValue": "INV-1"}]})
+        api.post("/rest/v1/lists/1001/leads.json", {"input": [{"id": loser}]})
+        merge = requests.post(f"{emu.url}/_emulator/leads/merge", json={"winner": winner, "loser": loser}, timeout=5)
+        assert merge.status_code == 200
+        assert [lead["id"] for lead in emu.leads()] == [winner]
+        assert [a["leadId"] for a in emu.activities()] == [winner]
+        assert emu.list_members(1001) == [winner]
+        again = api.post(
+            "/rest/v1/activities/external.json", {"input": [{**activity, "primaryAttributeValue": "INV-2"}]}
+        )
+        assert again["result"][0]["errors"][0]["code"] == "1004"
+        assert (
+            api.post("/rest/v1/lists/1001/leads.json", {"input": [{"id": loser}]})["result"][0]["reasons"][0]["code"]
+            == "1004"
+        )
+        assert api.get("/rest/v1/leads.json", filterType="id", filterValues=str(loser))["result"] == []
+        gone = requests.post(f"{emu.url}/_emulator/leads/merge", json={"winner": winner, "loser": loser}, timeout=5)
+        assert gone.status_code == 404
+
+
 def test_leads_read_by_filter_with_fields_and_paging(api: Api, clock: FakeClock) -> None:
     lead_ids(api, "a@x.com", "b@x.com", "c@x.com")
     first = api.get(
@@ -371,7 +474,7 @@ def test_lead_fields_are_created_by_api_and_described(api: Api) -> None:
     assert body["result"][1]["reasons"][0]["code"] == "1003"
     again = api.post("/rest/v1/leads/schema/fields.json", {"input": [spec]})
     assert again["result"][0]["status"] == "skipped"
-    assert again["result"][0]["reasons"][0]["code"] == "1009"
+    assert again["result"][0]["reasons"][0]["code"] == "1017"
     too_many = [{**spec, "name": f"f{i}"} for i in range(101)]
     assert codes(api.post("/rest/v1/leads/schema/fields.json", {"input": too_many})) == ["1003"]
     fields = api.get("/rest/v1/leads/describe2.json")["result"][0]["fields"]
@@ -455,10 +558,41 @@ def activity(lead: int, type_id: int, **over: Any) -> dict[str, Any]:
     }
 
 
+def test_type_create_ignores_attributes_and_unknown_keys(api: Api) -> None:
+    # Marketo's create takes apiName, name, triggerName, filterName, primaryAttribute and description only.
+    created = api.post("/rest/v1/activities/external/type.json", {**TYPE, "isPublic": True})["result"][0]
+    assert created["attributes"] == []
+    assert created["primaryAttribute"]["apiName"] == "invoiceNumber"
+    assert "isPublic" not in created
+    api.post("/rest/v1/activities/external/type/fbInvoiceSent/approve.json")
+    (lead,) = lead_ids(api, "a@x.com")
+    refused = api.post("/rest/v1/activities/external.json", {"input": [activity(lead, created["id"])]})["result"][0]
+    assert (refused["status"], refused["errors"][0]["code"]) == ("skipped", "1006")
+    assert refused["errors"][0]["message"] == "Field 'amount' not found"
+
+
+def test_attributes_go_to_a_draft_that_needs_approval(api: Api) -> None:
+    created = api.post("/rest/v1/activities/external/type.json", TYPE)["result"][0]
+    api.post("/rest/v1/activities/external/type/fbInvoiceSent/approve.json")
+    path = "/rest/v1/activities/external/type/fbInvoiceSent/attributes/create.json"
+    drafted = api.post(path, {"attributes": TYPE["attributes"]})["result"][0]
+    assert (drafted["status"], [a["apiName"] for a in drafted["attributes"]]) == ("draft", ["amount"])
+    (lead,) = lead_ids(api, "a@x.com")
+    still = api.post("/rest/v1/activities/external.json", {"input": [activity(lead, created["id"])]})["result"][0]
+    assert still["errors"][0]["code"] == "1006"  # the approved version has no attribute yet
+    assert codes(api.post(path, {"attributes": TYPE["attributes"]})) == ["1017"]
+    api.post("/rest/v1/activities/external/type/fbInvoiceSent/approve.json")
+    added = api.post("/rest/v1/activities/external.json", {"input": [activity(lead, created["id"])]})["result"][0]
+    assert added["status"] == "added"
+
+
 def test_draft_activity_type_refuses_writes_until_approved(api: Api) -> None:
     created = api.post("/rest/v1/activities/external/type.json", TYPE)["result"][0]
     assert created["status"] == "draft"
     assert created["id"] >= 100000
+    api.post(
+        "/rest/v1/activities/external/type/fbInvoiceSent/attributes/create.json", {"attributes": TYPE["attributes"]}
+    )
     (lead,) = lead_ids(api, "a@x.com")
     refused = api.post("/rest/v1/activities/external.json", {"input": [activity(lead, created["id"])]})
     assert refused["success"] is True
@@ -476,8 +610,10 @@ def test_draft_activity_type_refuses_writes_until_approved(api: Api) -> None:
 
 def test_activity_type_limits_and_duplicates(api: Api) -> None:
     api.post("/rest/v1/activities/external/type.json", TYPE)
-    assert codes(api.post("/rest/v1/activities/external/type.json", TYPE)) == ["1009"]
-    attrs = [{"apiName": f"a{i}", "name": f"A{i}", "dataType": "string"} for i in range(19)]
+    assert codes(api.post("/rest/v1/activities/external/type.json", TYPE)) == ["1017"]
+    renamed = {**TYPE, "apiName": "other"}  # same name, trigger and filter names
+    assert codes(api.post("/rest/v1/activities/external/type.json", renamed)) == ["1017"]
+    attrs = [{"apiName": f"a{i}", "name": f"A{i}", "dataType": "string"} for i in range(20)]
     ok = api.post("/rest/v1/activities/external/type/fbInvoiceSent/attributes/create.json", {"attributes": attrs})
     assert len(ok["result"][0]["attributes"]) == 20
     one_more = {"attributes": [{"apiName": "z", "name": "Z", "dataType": "string"}]}
@@ -611,8 +747,25 @@ def test_static_list_membership(clock: FakeClock) -> None:
         assert emu.create_list("Extra") == 1003
 
 
+def test_lists_and_campaigns_are_described_by_id(api: Api) -> None:
+    base = f"{api.emu.url}/_emulator"
+    assert codes(api.get("/rest/v1/lists/1001.json")) == ["1013"]
+    assert codes(api.get("/rest/v1/campaigns/55.json")) == ["1013"]
+    assert requests.post(f"{base}/lists", json={"name": "FB Paid", "id": 1001}, timeout=5).status_code == 201
+    assert requests.post(f"{base}/campaigns", json={"name": "Dunning", "id": 55}, timeout=5).status_code == 201
+    assert requests.post(f"{base}/campaigns", json={"name": "Again", "id": 55}, timeout=5).status_code == 409
+    assert requests.post(f"{base}/campaigns", json={"name": ""}, timeout=5).status_code == 400
+    assert api.get("/rest/v1/lists/1001.json")["result"][0]["name"] == "FB Paid"
+    campaign = api.get("/rest/v1/campaigns/55.json")["result"][0]
+    assert (campaign["id"], campaign["name"], campaign["active"]) == (55, "Dunning", True)
+    assert requests.get(f"{base}/campaigns", timeout=5).json() == {"campaigns": [{"id": 55, "name": "Dunning"}]}
+
+
 def test_smart_campaign_requests_are_recorded(api: Api) -> None:
     a, b = lead_ids(api, "a@x.com", "b@x.com")
+    trigger = {"input": {"leads": [{"id": a}]}}
+    assert codes(api.post("/rest/v1/campaigns/77/trigger.json", trigger)) == ["1013"]  # none exists yet
+    assert api.emu.create_campaign("Collections nurture", 77) == 77
     body = api.post("/rest/v1/campaigns/77/trigger.json", {"input": {"leads": [{"id": a}, {"id": b}]}})
     assert body["result"] == [{"id": 77}]
     assert api.emu.campaign_requests()[0]["campaignId"] == 77
@@ -696,13 +849,34 @@ def test_bulk_export_limits(clock: FakeClock) -> None:
         states = [api.get(f"/bulk/v1/leads/export/{i}/status.json")["result"][0]["status"] for i in ids[:10]]
         assert states.count("Processing") == 2
         assert states.count("Queued") == 8
-        assert api.post(f"/bulk/v1/leads/export/{ids[10]}/enqueue.json")["success"]  # a queue slot freed
+        # the 10 include the jobs processing (Marketo: "inclusive of currently exporting jobs")
+        full = api.post(f"/bulk/v1/leads/export/{ids[10]}/enqueue.json")
+        assert full["errors"] == [{"code": "1029", "message": "Too many jobs in queue"}]
         clock.advance(5)
         states = [api.get(f"/bulk/v1/leads/export/{i}/status.json")["result"][0]["status"] for i in ids[:4]]
         assert states == ["Completed", "Completed", "Processing", "Processing"]
+        assert api.post(f"/bulk/v1/leads/export/{ids[10]}/enqueue.json")["success"]  # two slots freed
     with MarketoEmulator(clock=clock, updated_at_filter_supported=False) as emu:
         api = Api(emu)
         assert codes(api.post("/bulk/v1/leads/export/create.json", export_body())) == ["1035"]
+
+
+def test_export_daily_quota_refuses_create_and_enqueue_and_repeat_enqueue_says_already_queued(clock: FakeClock) -> None:
+    with MarketoEmulator(clock=clock, bulk_step_seconds=1, bulk_daily_bytes=10) as emu:
+        api = Api(emu)
+        lead_ids(api, "a@x.com")
+        first = api.post("/bulk/v1/leads/export/create.json", export_body())["result"][0]["exportId"]
+        second = api.post("/bulk/v1/leads/export/create.json", export_body())["result"][0]["exportId"]
+        api.post(f"/bulk/v1/leads/export/{first}/enqueue.json")
+        again = api.post(f"/bulk/v1/leads/export/{first}/enqueue.json")
+        assert again["errors"] == [{"code": "1029", "message": "Job already queued"}]
+        clock.advance(2)
+        assert api.get(f"/bulk/v1/leads/export/{first}/status.json")["result"][0]["status"] == "Completed"
+        quota = [{"code": "1029", "message": "Export daily quota exceeded"}]
+        assert api.post(f"/bulk/v1/leads/export/{second}/enqueue.json")["errors"] == quota
+        assert api.post("/bulk/v1/leads/export/create.json", export_body())["errors"] == quota
+        clock.advance(24 * 3600)  # the next US Central day
+        assert Api(emu).post(f"/bulk/v1/leads/export/{second}/enqueue.json")["success"]
 
 
 # -- faults -------------------------------------------------------------------------------------------
@@ -726,6 +900,23 @@ def test_injected_faults(api: Api) -> None:
     assert requests.get(f"{emu.url}/identity/oauth/token", params=CLIENT, timeout=5).status_code == 500
     with pytest.raises(ValueError, match="unknown fault kind"):
         emu.inject_fault("999")
+
+
+@pytest.mark.parametrize(
+    ("kind", "message", "expected"),
+    [
+        ("614", None, "Invalid Subscription"),
+        ("719", None, "Lock wait timeout exception"),
+        ("1029", "Export daily quota exceeded", "Export daily quota exceeded"),
+    ],
+)
+def test_injected_marketo_codes_carry_their_message_or_the_given_one(
+    api: Api, kind: str, message: str | None, expected: str
+) -> None:
+    api.emu.inject_fault(kind, message=message)
+    assert api.get("/rest/v1/leads/describe2.json")["errors"] == [{"code": kind, "message": expected}]
+    with pytest.raises(ValueError, match="message"):
+        api.emu.inject_fault("502", message="nope")
 
 
 def test_timeout_fault_stalls_but_the_write_lands() -> None:
@@ -771,7 +962,7 @@ def test_malformed_writes_answer_an_envelope_never_http_500(clock: FakeClock, bo
         "/rest/v1/campaigns/1/trigger.json",
         "/bulk/v1/leads/export/create.json",
     ]
-    with MarketoEmulator(clock=clock, rate_limit=1000, lists={1001: "L"}) as emu:
+    with MarketoEmulator(clock=clock, rate_limit=1000, lists={1001: "L"}, campaigns={1: "C"}) as emu:
         emu.create_activity_type_direct("t1")
         api = Api(emu)
         for path in paths:

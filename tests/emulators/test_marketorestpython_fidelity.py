@@ -9,6 +9,7 @@ not bite it -- the call log proves no token ever travelled in a URL or form.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,34 @@ def test_the_clients_606_retry_loses_its_token_and_execute_recovers(mrp_emu: Mar
 def test_bad_credentials_surface_as_the_clients_error(mrp_emu: MarketoEmulator) -> None:
     with pytest.raises(Exception, match="Bad client credentials"):
         client(mrp_emu, secret="wrong").authenticate()
+
+
+def test_types_provisioned_by_the_client_leave_setup_marketo_nothing_to_do(
+    mrp_emu: MarketoEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The official client's way (create, then attributes, then approve) and ours give the same instance."""
+    from airflow_provider_fbmkto.cli import main
+    from airflow_provider_fbmkto.hooks.marketo_schema import ACTIVITY_TYPES
+
+    mc = client(mrp_emu)
+    for spec in ACTIVITY_TYPES:
+        mc.create_custom_activity_type(
+            spec.api_name, spec.name, spec.trigger_name, spec.filter_name, spec.primary.name, spec.primary.display_name
+        )
+        attrs = [{"apiName": a.name, "name": a.display_name, "dataType": a.data_type} for a in spec.attributes]
+        mc.create_custom_activity_type_attribute(spec.api_name, attrs)
+        mc.approve_custom_activity_type(spec.api_name)
+    described = {t["apiName"]: t for t in mc.get_custom_activity_types()}
+    assert {name: t["status"] for name, t in described.items()} == dict.fromkeys(
+        ("fbInvoiceSent", "fbPaymentReceived", "fbInvoiceOverdue"), "approved"
+    )
+    assert described["fbPaymentReceived"]["primaryAttribute"]["dataType"] == "string"  # the client sends none
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_MARKETO_DEFAULT", mrp_emu.conn_json())
+    before = len(mrp_emu.rest_calls())
+    assert main(["setup-marketo", "--conn-id", "marketo_default"]) == 0
+    ours = mrp_emu.rest_calls()[before:]
+    assert [c.path for c in ours if "/activities/external/type/" in c.path or c.path.endswith("/type.json")] == []
+    writes = [c.path for c in ours if c.method == "POST"]  # the companies probe (updateOnly of no company), lead fields
+    assert writes == ["/rest/v1/companies.json", "/rest/v1/leads/schema/fields.json"]

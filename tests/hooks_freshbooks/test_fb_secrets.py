@@ -14,6 +14,17 @@ from airflow_provider_fbmkto.exceptions import FbmktoError
 from airflow_provider_fbmkto.testing.freshbooks import FreshBooksEmulator
 from airflow_provider_fbmkto.testing.server import ThreadedServer
 
+ACCOUNTS = """\
+accounts:
+  - name: acme
+    freshbooks_conn_id: freshbooks_acme
+    marketo_conn_id: marketo_default
+    schedule: "@daily"
+    start_date: "2025-01-01"
+    segments: {paid_list_id: 1, overdue_list_id: 2}
+    webhooks: true
+"""
+
 
 def test_secrets_stay_out_of_logs_output_errors_and_db(
     emulator: FreshBooksEmulator,
@@ -27,6 +38,10 @@ def test_secrets_stay_out_of_logs_output_errors_and_db(
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("AIRFLOW_CONN_FRESHBOOKS_ACME", emulator.conn_json())
     monkeypatch.setenv("AIRFLOW_CONN_FRESHBOOKS_DEFAULT", emulator.conn_json())
+    # The receiver takes deliveries only for accounts of the accounts config with ``webhooks: true``.
+    config = airflow_env / "fbmkto_accounts.yaml"
+    config.write_text(ACCOUNTS)
+    monkeypatch.setenv("FBMKTO_CONFIG", str(config))
     messages: list[str] = []
     code = emulator.issue_code()
     assert cli.main(["-v", "authorize", "--code", code, "--conn-id", "freshbooks_acme"]) == 0

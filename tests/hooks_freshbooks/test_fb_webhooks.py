@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -17,11 +19,26 @@ from airflow_provider_fbmkto.testing.freshbooks import FreshBooksEmulator
 from airflow_provider_fbmkto.testing.server import ThreadedServer
 
 HEADER = "X-FreshBooks-Hmac-SHA256"
+ACCOUNT = """\
+  - name: {name}
+    freshbooks_conn_id: freshbooks_{name}
+    marketo_conn_id: marketo_default
+    schedule: "@daily"
+    start_date: "2025-01-01"
+    segments: {{paid_list_id: 1, overdue_list_id: 2}}
+    webhooks: {webhooks}
+"""
 
 
 @pytest.fixture
-def receiver(emulator: FreshBooksEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The plugin app mounted at /fbmkto as the api-server does; account 'acme' uses connection freshbooks_acme."""
+def receiver(emulator: FreshBooksEmulator, monkeypatch: pytest.MonkeyPatch, airflow_env: Path) -> Iterator[str]:
+    """The plugin app mounted at /fbmkto as the api-server does; account 'acme' (``webhooks: true``) uses
+    connection freshbooks_acme, 'quiet' (``webhooks: false``) freshbooks_quiet."""
+    config = airflow_env / "fbmkto_accounts.yaml"
+    config.write_text(
+        "accounts:\n" + ACCOUNT.format(name="acme", webhooks="true") + ACCOUNT.format(name="quiet", webhooks="false")
+    )
+    monkeypatch.setenv("FBMKTO_CONFIG", str(config))
     monkeypatch.setenv("AIRFLOW_CONN_FRESHBOOKS_ACME", emulator.conn_json())
     authorize(emulator, "freshbooks_acme")
     api = FastAPI()
@@ -179,3 +196,56 @@ def test_webhook_methods_of_the_hook(emulator: FreshBooksEmulator, receiver: str
     assert h.verify_webhook(created.id, verifier).verified
     h.delete_webhook(created.id)
     assert list(h.list_webhooks()) == []
+
+
+def test_accounts_without_webhooks_and_unconfigured_receivers_store_nothing(
+    emulator: FreshBooksEmulator,
+    receiver: str,
+    airflow_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_FRESHBOOKS_ACME", emulator.conn_json(webhook_verifier="conn-verifier-123"))
+    monkeypatch.setenv("AIRFLOW_CONN_FRESHBOOKS_QUIET", emulator.conn_json(webhook_verifier="conn-verifier-123"))
+    fields = _form(emulator, "invoice.sendByEmail", 9)
+    sig = emulator.sign_webhook(fields, "conn-verifier-123")
+    caplog.set_level(logging.INFO, logger="airflow_provider_fbmkto.plugins.webhooks")
+    quiet = _post(receiver.replace("/acme", "/quiet"), fields, sig)
+    assert (quiet.status_code, quiet.json()["message"]) == (403, "webhooks are off for this account")
+    assert "refused a delivery for quiet: webhooks are off for it (set webhooks: true" in caplog.text
+    # callback.verify too: FreshBooks' verifier is not stored for an account that consumes no events.
+    verify = {**_form(emulator, "callback.verify", 3), "verifier": "v-1"}
+    assert _post(receiver.replace("/acme", "/quiet"), verify).status_code == 403
+    assert _pending("quiet") == []
+    assert _post(receiver, fields, sig).status_code == 200  # the same delivery for acme is taken
+
+    monkeypatch.setenv("FBMKTO_CONFIG", str(airflow_env / "nowhere.yaml"))
+    fresh = FastAPI()
+    fresh.mount("/fbmkto", create_app())
+    with ThreadedServer(fresh) as server:
+        url = f"{server.url}/fbmkto/webhooks/freshbooks/acme"
+        assert _post(url, dict(fields, object_id="10"), sig).status_code == 404
+    assert "delivery for unknown account acme: no accounts config at" in caplog.text
+    assert [e.object_id for e in _pending()] == ["9"]
+
+
+def test_an_event_of_another_freshbooks_account_is_refused(
+    emulator: FreshBooksEmulator,
+    receiver: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FRESHBOOKS_ACME",
+        emulator.conn_json(webhook_verifier="conn-verifier-123", account_id="OTHER9"),
+    )
+    fields = _form(emulator, "invoice.sendByEmail", 9)
+    caplog.set_level(logging.INFO, logger="airflow_provider_fbmkto.plugins.webhooks")
+    response = _post(receiver, fields, emulator.sign_webhook(fields, "conn-verifier-123"))
+    assert (response.status_code, response.json()["message"]) == (403, "event of another FreshBooks account")
+    assert (
+        f"refused a delivery for acme: it is for FreshBooks account {fields['account_id']}; "
+        "connection freshbooks_acme reads account OTHER9"
+    ) in caplog.text
+    assert "conn-verifier-123" not in caplog.text
+    assert _pending() == []

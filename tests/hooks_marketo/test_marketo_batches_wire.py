@@ -157,6 +157,7 @@ def test_static_lists_report_per_lead(make_marketo: MakeMarketo) -> None:
 
 
 def test_campaign_requests_go_100_leads_at_a_time(marketo: MarketoEmulator) -> None:
+    marketo.create_campaign("Collections nurture", 77)
     hook = MarketoHook()
     ids = lead_ids(hook.upsert_leads([{"email": f"c{i}@x.io"} for i in range(250)]))
     assert hook.trigger_campaign(77, ids) == 3

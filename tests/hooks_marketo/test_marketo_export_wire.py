@@ -195,3 +195,41 @@ def test_sensor_pokes_without_deferring(exporting: MarketoEmulator) -> None:
     )
     assert sensor.execute({}) == export_id
     assert hook.export_status(export_id).state is ExportState.COMPLETED
+
+
+def _reconcile_operator(tmp_path: Any) -> Any:
+    from airflow_provider_fbmkto.operators.steps import MarketoReconcileLeadsOperator
+
+    config = tmp_path / "accounts.yaml"
+    config.write_text(
+        "accounts:\n  - {name: acme, freshbooks_conn_id: fb_acme, marketo_conn_id: marketo_default,"
+        " schedule: '@daily', start_date: '2025-01-01'}\n"
+    )
+    return MarketoReconcileLeadsOperator(task_id="reconcile", account="acme", config_path=str(config))
+
+
+def test_reconcile_export_that_times_out_is_cancelled_and_the_task_fails(make_marketo: MakeMarketo, tmp_path) -> None:
+    emu = make_marketo(bulk_step_seconds=600)
+    hook = MarketoHook()
+    export_id = _created_export(hook, 1)
+    hook.enqueue_export(export_id)
+    task = _reconcile_operator(tmp_path)
+    with pytest.raises(BulkExportError, match=r"did not finish; the export was cancelled"):
+        task.execute_complete({}, {"status": "timeout", "message": "did not finish", "export_id": export_id})
+    assert hook.export_status(export_id).state is ExportState.CANCELLED
+    assert [c.path for c in emu.rest_calls() if c.path.endswith("/cancel.json")] == [
+        f"/bulk/v1/leads/export/{export_id}/cancel.json"
+    ]
+
+
+def test_reconcile_killed_with_its_export_started_cancels_it(make_marketo: MakeMarketo, tmp_path) -> None:
+    make_marketo(bulk_step_seconds=600)
+    hook = MarketoHook()
+    export_id = _created_export(hook, 1)
+    hook.enqueue_export(export_id)
+    task = _reconcile_operator(tmp_path)
+    task.on_kill()  # nothing started by this try: nothing to cancel
+    assert hook.export_status(export_id).state is ExportState.QUEUED
+    task._export_id = export_id  # as execute leaves it once the export is created
+    task.on_kill()
+    assert hook.export_status(export_id).state is ExportState.CANCELLED

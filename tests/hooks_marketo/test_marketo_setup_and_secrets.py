@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +50,18 @@ def test_setup_marketo_creates_once_then_has_nothing_to_do(
         "currency",
         "date",
     )
-    assert len(changes(emu)) == 3 + 3 + 1  # three creates, three approvals, one lead-field call
+    # Each type: created with its primary attribute only, then given its attributes, then approved.
+    type_calls = [c.path.removeprefix("/rest/v1/activities/external/") for c in emu.rest_calls() if "/type" in c.path]
+    assert type_calls[0] == "types.json"
+    for i, name in enumerate(("fbInvoiceSent", "fbPaymentReceived", "fbInvoiceOverdue")):
+        assert type_calls[1 + 3 * i : 4 + 3 * i] == [
+            "type.json",
+            f"type/{name}/attributes/create.json",
+            f"type/{name}/approve.json",
+        ]
+    creates = [c for c in emu.rest_calls() if c.path.endswith("/external/type.json")]
+    assert all("attributes" not in (c.body or {}) for c in creates)
+    assert len(changes(emu)) == 3 + 3 + 3 + 1  # creates, attribute calls, approvals, one lead-field call
     assert "created activity type fbInvoiceSent" in first
     for missing in (
         "fbOutstandingBalance",
@@ -80,6 +92,58 @@ def test_setup_marketo_completes_a_half_done_schema(
     sent = next(t for t in marketo.activity_types() if t["apiName"] == "fbInvoiceSent")
     assert sent["status"] == "approved"
     assert {a["apiName"] for a in sent["attributes"]} == {"fbAccountId", "amount", "currency", "dueDate"}
+
+
+def test_setup_marketo_gives_an_approved_type_its_missing_attributes_then_rests(
+    marketo: MarketoEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marketo.create_activity_type_direct(
+        "fbPaymentReceived",
+        "Payment Received",
+        primary_attribute=("paymentId", "Payment ID", "string"),
+        attributes=[("amount", "Amount", "float")],
+    )
+    assert main(["setup-marketo"]) == 0
+    out = capsys.readouterr().out
+    assert "added attributes fbAccountId, currency, invoiceNumber to fbPaymentReceived" in out
+    assert "approved activity type fbPaymentReceived" in out
+    paid = next(t for t in marketo.activity_types() if t["apiName"] == "fbPaymentReceived")
+    assert (paid["status"], len(paid["attributes"])) == ("approved", 4)
+    before = len(changes(marketo))
+    assert main(["setup-marketo"]) == 0
+    assert len(changes(marketo)) == before
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_setup_marketo_provisions_the_activity_types_the_config_names(
+    make_marketo: MakeMarketo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu = make_marketo()
+    make_marketo(conn_id="marketo_other")
+    config = tmp_path / "accounts.yaml"
+    config.write_text(
+        "defaults: {schedule: '@daily', start_date: '2025-01-01', marketo_conn_id: marketo_default}\n"
+        "accounts:\n"
+        "  - {name: acme, freshbooks_conn_id: fb_acme, activity_types: {invoice_sent: acmeInvoiceSent}}\n"
+        "  - {name: beta, freshbooks_conn_id: fb_beta, activity_types: {invoice_sent: betaInvoiceSent}}\n"
+        "  - name: gamma\n    freshbooks_conn_id: fb_gamma\n    marketo_conn_id: marketo_other\n"
+        "    activity_types: {payment_received: gammaPaid}\n"
+    )
+    assert main(["setup-marketo", "--config", str(config)]) == 0
+    assert "for accounts acme, beta of" in capsys.readouterr().out
+    types = {t["apiName"]: t for t in emu.activity_types()}
+    assert set(types) == {"acmeInvoiceSent", "betaInvoiceSent", "fbPaymentReceived", "fbInvoiceOverdue"}
+    assert {t["status"] for t in types.values()} == {"approved"}
+    assert types["acmeInvoiceSent"]["name"] == "Invoice Sent (acmeInvoiceSent)"
+    assert types["betaInvoiceSent"]["triggerName"] == "FreshBooks Invoice Is Sent (betaInvoiceSent)"
+    assert {a["apiName"] for a in types["betaInvoiceSent"]["attributes"]} == {
+        "fbAccountId",
+        "amount",
+        "currency",
+        "dueDate",
+    }
+    assert main(["setup-marketo", "--config", str(tmp_path / "absent.yaml")]) == 1
+    assert f"no accounts config at {tmp_path / 'absent.yaml'}" in capsys.readouterr().err
 
 
 def test_setup_marketo_bad_credentials_exit_1_naming_the_fix(

@@ -11,8 +11,14 @@ import pytest
 from airflow.sdk import Connection
 
 from airflow_provider_fbmkto.exceptions import ConfigError
-from airflow_provider_fbmkto.hooks.marketo_limits import MarketoRateLimiter, next_marketo_midnight
-from airflow_provider_fbmkto.hooks.marketo_schema import ACTIVITY_TYPES, COMPANY_FIELDS, LEAD_FIELDS
+from airflow_provider_fbmkto.hooks.marketo_limits import MarketoRateLimiter, stop_until_reset
+from airflow_provider_fbmkto.hooks.marketo_schema import (
+    ACTIVITY_TYPES,
+    COMPANY_FIELDS,
+    LEAD_FIELDS,
+    activity_types_for,
+    missing_attributes,
+)
 from airflow_provider_fbmkto.hooks.marketo_types import (
     MAX_BODY_BYTES,
     MarketoCreds,
@@ -22,6 +28,7 @@ from airflow_provider_fbmkto.hooks.marketo_types import (
     classify_answer,
     dumps,
 )
+from airflow_provider_fbmkto.sync.plan import ActivityTypeNames
 
 
 def _conn(extra: dict[str, Any] | None = None, **fields: Any) -> Connection:
@@ -120,6 +127,86 @@ def test_limiter_window_paces_calls_with_a_fake_clock() -> None:
     assert slept == [pytest.approx(10.0), pytest.approx(4.0)]
 
 
+class _FakeTime:
+    """A clock the test moves by hand; ``sleep`` moves it too and records the wait."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_limiter_counts_a_slow_call_from_its_send_plus_the_arrival_margin() -> None:
+    t = _FakeTime()
+    limiter = MarketoRateLimiter(2, 20.0, 5, arrival_margin=0.25, clock=t, sleep=t.sleep)
+    with limiter.slot():  # sent at 1000, Marketo works on it for 3 s: it arrived by 1000.25
+        t.now += 3.0
+    with limiter.slot():  # sent at 1003, answered at once: counted at its answer, 1003
+        pass
+    with limiter.slot():  # the window is full: waits until 1000.25 + 20, not 1003 + 20 (the first answer)
+        pass
+    assert t.slept == [pytest.approx(17.25)]
+    assert t.now == pytest.approx(1020.25)
+
+
+def test_limiter_counts_a_quick_call_at_its_answer() -> None:
+    t = _FakeTime()
+    limiter = MarketoRateLimiter(1, 20.0, 5, arrival_margin=0.25, clock=t, sleep=t.sleep)
+    with limiter.slot():
+        t.now += 0.1  # answered before the margin: it arrived by its answer
+    with limiter.slot():
+        pass
+    assert t.slept == [pytest.approx(20.0)]  # 1000.1 + 20 - 1000.1
+    assert t.now == pytest.approx(1020.1)
+
+
+def test_limiter_keeps_a_call_in_flight_in_the_window_whatever_its_age() -> None:
+    t = _FakeTime()
+    limiter = MarketoRateLimiter(1, 20.0, 5, arrival_margin=0.25, clock=t, sleep=t.sleep)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the waiting caller sees the first call still in flight 30 s on
+        waits.append(seconds)
+        if len(waits) == 3:
+            raise RuntimeError("stop")
+        t.now += seconds
+
+    with limiter.slot():
+        t.now += 30.0
+        limiter._sleep = sleep
+        with pytest.raises(RuntimeError):
+            limiter._take_window_place()  # another thread's call: no place while the first is in flight
+    assert waits == [pytest.approx(0.02)] * 3
+
+
+def test_limiter_moves_a_calls_send_past_the_token_fetch_inside_it() -> None:
+    t = _FakeTime()
+    limiter = MarketoRateLimiter(3, 20.0, 5, arrival_margin=0.25, clock=t, sleep=t.sleep)
+    with limiter.slot():  # the REST call's slot, taken at 1000
+        with limiter.slot():  # its token fetch: 2 s; the REST call itself goes out at 1002
+            t.now += 2.0
+        t.now += 3.0  # then Marketo takes 3 s: the REST call arrived by 1002.25, not 1000.25
+    with limiter.slot():
+        pass
+    with limiter.slot():  # full (3): the token fetch ages out first (counted at 1000.25), at 1020.25
+        pass
+    assert t.slept == [pytest.approx(15.25)]
+    with limiter.slot():  # next the REST call, counted at 1002.25: free at 1022.25
+        pass
+    assert t.slept == [pytest.approx(15.25), pytest.approx(2.0)]
+
+
+def test_limiter_default_margin_scales_with_the_window() -> None:
+    assert MarketoRateLimiter(90, 20.0, 8).arrival_margin == pytest.approx(0.25)
+    assert MarketoRateLimiter(90, 5.0, 8).arrival_margin == pytest.approx(0.0625)
+
+
 def test_limiter_caps_concurrency_and_is_reentrant() -> None:
     limiter = MarketoRateLimiter(1000, 1.0, 3)
     barrier = threading.Barrier(8)
@@ -172,13 +259,14 @@ def test_record_result_reads_reasons_and_errors() -> None:
     assert c.reasons[0].code == "1006"
 
 
-def test_next_marketo_midnight_is_us_central() -> None:
+def test_a_607_stops_the_instance_until_midnight_us_central() -> None:
     from datetime import datetime, timezone
 
-    # 2025-07-01 03:00 UTC is 2025-06-30 22:00 CDT: the reset is 2025-07-01 05:00 UTC
-    assert next_marketo_midnight(datetime(2025, 7, 1, 3, tzinfo=timezone.utc)) == datetime(
-        2025, 7, 1, 5, tzinfo=timezone.utc
-    )
+    # The stop lasts until Marketo's quota day ends: the next midnight America/Chicago (05:00 or 06:00 UTC).
+    until = stop_until_reset("https://stop-test.mktorest.com")
+    assert until.tzinfo is not None
+    assert until.astimezone(timezone.utc).hour in (5, 6)
+    assert 0 < (until - datetime.now(timezone.utc)).total_seconds() <= 25 * 3600
 
 
 def test_schema_matches_design_names() -> None:
@@ -203,3 +291,23 @@ def test_schema_matches_design_names() -> None:
         "fbLastPaymentDate",
         "fbAverageDaysToPay",
     }
+
+
+def test_an_accounts_type_names_keep_the_attributes_and_make_every_label_unique() -> None:
+    assert activity_types_for(ActivityTypeNames()) == ACTIVITY_TYPES
+    acme = activity_types_for(ActivityTypeNames(invoice_sent="acmeSent", invoice_overdue="acmeOverdue"))
+    assert [t.api_name for t in acme] == ["acmeSent", "fbPaymentReceived", "acmeOverdue"]
+    assert [t.attributes for t in acme] == [t.attributes for t in ACTIVITY_TYPES]
+    both = (*ACTIVITY_TYPES, *acme[::2])
+    for label in ("name", "trigger_name", "filter_name"):
+        values = [getattr(t, label).lower() for t in both]
+        assert len(set(values)) == len(values), label  # Marketo refuses a second type with the same label
+
+
+def test_missing_attributes_count_secondary_attributes_only() -> None:
+    spec = ACTIVITY_TYPES[1]  # Payment Received: invoiceNumber is a secondary attribute there
+    described = {
+        "primaryAttribute": {"apiName": "invoiceNumber", "name": "Invoice Number"},
+        "attributes": [{"apiName": "amount", "name": "Amount"}, {"apiName": "currency", "name": "Currency"}],
+    }
+    assert [a.name for a in missing_attributes(spec, described)] == ["fbAccountId", "invoiceNumber"]

@@ -34,6 +34,7 @@ def window(
         last_success_end=last,
         account_start=ACCOUNT_START,
         now=NOW,
+        tz=ZoneInfo("America/New_York"),
     )
     return w.start, w.end
 
@@ -44,7 +45,8 @@ def test_params_win_over_the_data_interval() -> None:
         interval=(I_START, I_END),
         last=LAST_SUCCESS,
     )
-    assert got == (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC))
+    # A date is the account's midnight (America/New_York: 05:00Z in March); a date-time with Z is as given.
+    assert got == (datetime(2025, 3, 1, 5, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC))
 
 
 def test_only_window_start_runs_until_now() -> None:

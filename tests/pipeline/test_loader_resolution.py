@@ -26,7 +26,8 @@ from airflow_provider_fbmkto.hooks.marketo import MarketoHook
 from airflow_provider_fbmkto.hooks.marketo_schema import PAYMENT_RECEIVED, ensure_schema
 from airflow_provider_fbmkto.pipeline.context import RunContext
 from airflow_provider_fbmkto.pipeline.extract import extract
-from airflow_provider_fbmkto.pipeline.loader import STALE_AFTER, Loader
+from airflow_provider_fbmkto.pipeline.loader import Loader
+from airflow_provider_fbmkto.pipeline.loader_in_doubt import STALE_AFTER
 from airflow_provider_fbmkto.pipeline.planner import plan_run
 from airflow_provider_fbmkto.state import LedgerRow, LedgerStatus, StateDB
 from airflow_provider_fbmkto.sync.config import load_config
@@ -360,7 +361,9 @@ def test_606_storm_and_5xx_still_write_everything_once(planned: Stack) -> None:
 # -- (e) an unapproved activity type: skipped with Marketo's reason, replayed after the fix ---------------
 
 
-def test_unapproved_type_is_skipped_with_reason_and_replayed_once(make_stack: Callable[..., Stack]) -> None:
+def test_unapproved_type_is_skipped_with_reason_then_retried_by_the_next_run_once_approved(
+    make_stack: Callable[..., Stack],
+) -> None:
     s = make_stack(unapproved=PAYMENT_RECEIVED.api_name)
     s.plan(s.ctx("r1"))
     payments = {r.key for r in s.rows() if r.payload["activityType"] == PAYMENT_RECEIVED.api_name}
@@ -382,17 +385,14 @@ def test_unapproved_type_is_skipped_with_reason_and_replayed_once(make_stack: Ca
 
     s.hook().approve_activity_type(PAYMENT_RECEIVED.api_name)
 
-    # Fixed, but not asked to replay: skipped rows stay skipped (nothing is resent behind the user's back).
-    assert s.loader(s.ctx("r2")).run()["sent"] == {}
-    assert len(s.mk.activities()) == len(others)
-
-    result = s.loader(replace(s.ctx("r3"), replay_failed=True)).run()
-    assert result["sent"] == {"activity:written": len(payments)}
+    # Fixed: the cause (an unapproved type) may go away by itself, so the next run tries them again without a
+    # replay -- once each, so nothing is sent twice.
+    assert s.loader(s.ctx("r2")).run()["sent"] == {"activity:written": len(payments)}
     s.assert_exactly_once()
     assert s.db.ledger.failures(ACCT) == []
 
-    # Replaying again finds nothing to resend.
-    again = s.loader(replace(s.ctx("r4"), replay_failed=True)).run()
+    # A replay afterwards finds nothing to resend.
+    again = s.loader(replace(s.ctx("r3"), replay_failed=True)).run()
     assert again["sent"] == {}
     assert len(s.mk.activities()) == len(s.rows())
 
@@ -403,16 +403,76 @@ def test_unapproved_type_is_skipped_with_reason_and_replayed_once(make_stack: Ca
 def test_dry_run_writes_nothing(make_stack: Callable[..., Stack]) -> None:
     s = make_stack()
     run = s.ctx("dry", dry_run=True)
-    planned = s.plan(run)["planned"]
+    mapped = s.plan(run)
+    planned = mapped["planned"]
     calls_before = len(s.mk.rest_calls())
 
     result = s.loader(run).run()
 
     assert result["dry_run"] is True
-    expected = {kind: planned[kind] for kind in ("company", "lead", "activity", "list") if planned.get(kind)}
-    assert result["would_send"] == expected
+    assert result["would_send"] == {}  # the dry run planned into no ledger row, so nothing is pending
+    for kind in ("company", "lead", "activity", "list"):
+        assert mapped["preview"][kind]["new"] == planned[kind]  # ... but previews every write, per kind
     assert s.mk.leads() == []
     assert s.mk.companies() == []
     assert s.mk.activities() == []
     assert len(s.mk.rest_calls()) == calls_before  # not even a read
-    assert s.statuses() == Counter({"pending": planned["activity"]})
+    assert s.statuses() == Counter()
+
+
+# -- deleted before send ----------------------------------------------------------------------------
+
+
+def test_activities_whose_record_was_deleted_before_load_are_withdrawn_and_come_back_if_it_does(
+    planned: Stack,
+) -> None:
+    """Planned but not yet loaded: an invoice is deleted, another goes back to draft, a payment is deleted. The
+    next run withdraws exactly their activities (with the reason) and loads the rest; the payment restored,
+    its activity is planned and sent again."""
+    s = planned
+    by_kind: dict[str, list[LedgerRow]] = {}
+    for row in s.rows():
+        by_kind.setdefault(row.key.split(":")[0], []).append(row)
+    sent_rows, paid_rows = by_kind["invoice_sent"], by_kind["payment_received"]
+
+    def invoice_of(row: LedgerRow) -> int:
+        return int(row.key.split(":")[2])
+
+    unpaid = [r for r in sent_rows if float(s.fb.get("invoice", invoice_of(r))["paid"]["amount"]) == 0]
+    deleted_inv, draft_inv = invoice_of(unpaid[0]), invoice_of(unpaid[1])
+    deleted_pay = int(paid_rows[0].key.rsplit(":", 1)[1])
+    s.fb.delete("invoice", deleted_inv)
+    assert s.fb.update("invoice", draft_inv, status=1)["status"] == 1
+    s.fb.delete("payment", deleted_pay)
+    # Every activity of the two invoices (Invoice Sent, and Invoice Overdue where planned), and the payment's.
+    gone = {
+        r.key
+        for r in s.rows()
+        if r.key.split(":")[0] != "payment_received" and invoice_of(r) in (deleted_inv, draft_inv)
+    }
+    gone.add(paid_rows[0].key)
+    assert len(gone) >= 3
+
+    s.now = datetime.now(UTC)  # the next run pulls what changed until now
+    result = s.plan(s.ctx("next"))
+    s.loader(s.ctx("next")).run()
+
+    assert result["withdrawn"] == len(gone)
+    statuses = {r.key: str(r.status) for r in s.rows()}
+    assert {k for k, v in statuses.items() if v == "withdrawn"} == gone
+    assert {v for k, v in statuses.items() if k not in gone} == {"written"}
+    reason = s.db.ledger.get(paid_rows[0].key)
+    assert reason is not None
+    assert "deleted" in (reason.last_error or "")
+    primaries = {str(a.get("primaryAttributeValue")) for a in s.mk.activities()}
+    assert str(deleted_pay) not in primaries
+    assert len(s.mk.activities()) == len(statuses) - len(gone)
+
+    s.fb.update("payment", deleted_pay, vis_state=0)  # restored in FreshBooks: the fact is back
+    s.now = datetime.now(UTC)
+    again = s.plan(s.ctx("restored"))
+    s.loader(s.ctx("restored")).run()
+    assert again["ledger"].get("changed", 0) >= 1
+    assert str(s.db.ledger.get(paid_rows[0].key).status) == "written"  # type: ignore[union-attr]
+    assert str(deleted_pay) in {str(a.get("primaryAttributeValue")) for a in s.mk.activities()}
+    assert len(s.mk.activities()) == len(statuses) - len(gone) + 1

@@ -27,7 +27,7 @@ import requests
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
-from airflow_provider_fbmkto.operators.factory import build_dags
+from airflow_provider_fbmkto.dag_factory import build_dags
 from airflow_provider_fbmkto.plugins.fbmkto_plugin import create_app
 from airflow_provider_fbmkto.sync.config_schema import ConfigError
 from airflow_provider_fbmkto.testing.freshbooks import SIGNATURE_HEADER, sign

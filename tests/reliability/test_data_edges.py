@@ -1,9 +1,11 @@
 """Data at the edges through real DAG runs: DST changes, month and year ends, deleted and archived FreshBooks
-records, several currencies. Expected activity moments are written out by hand (UTC), not computed."""
+records, several currencies. Expected activity moments are written out by hand (UTC), not computed. The DST
+edges are those of the latest year that is over (:func:`edge_year`), so the records never age out of Marketo's
+25-month retention (fixed 2025 dates would have stopped being sent from February 2027)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -31,16 +33,22 @@ accounts:
     marketo_conn_id: marketo_default
     schedule: "@daily"
     timezone: America/New_York
-    start_date: "2024-12-01"
+    start_date: "{start}"
     retries: 0
 """
 
-#: Two manual windows bounded by Eastern midnights (offsets written out by hand): from the last day of 2024 up to
-#: the 23-hour spring-forward day, and from that day to the day after the 25-hour fall-back day.
-WINDOWS = [
-    ("2024-12-31T00:00:00-05:00", "2025-03-09T00:00:00-05:00"),
-    ("2025-03-09T00:00:00-05:00", "2025-11-03T00:00:00-05:00"),
-]
+
+def us_dst_days(year: int) -> tuple[date, date]:
+    """The US rule since 2007, written out: DST starts on March's second Sunday and ends on November's first."""
+    march, november = date(year, 3, 1), date(year, 11, 1)
+    first_march_sunday = march + timedelta(days=(6 - march.weekday()) % 7)
+    return first_march_sunday + timedelta(days=7), november + timedelta(days=(6 - november.weekday()) % 7)
+
+
+def edge_year(today: date) -> int:
+    """The latest year whose whole span (12-30 of the year before .. the day after fall back) is over by
+    ``today``: its records stay inside Marketo's 25-month retention, whatever the day the suite runs."""
+    return today.year if today >= us_dst_days(today.year)[1] + timedelta(days=2) else today.year - 1
 
 
 def z(text: str) -> datetime:
@@ -50,62 +58,81 @@ def z(text: str) -> datetime:
 def test_dst_month_and_year_ends_land_each_record_once_at_its_eastern_midnight(
     airflow_home, tmp_path, figures: Figures
 ):
-    with open_world(airflow_home, tmp_path, EASTERN) as w:
+    year = edge_year(day(0))
+    spring, fall = us_dst_days(year)  # 2025: 03-09 and 11-02
+    feb_end = date(year, 3, 1) - timedelta(days=1)
+    # Eastern midnights written out: 05:00Z while EST (up to and including the spring-forward day's, which is
+    # before 2 am), 04:00Z while EDT (the day after it up to and including the fall-back day's).
+    est = lambda d: z(f"{d.isoformat()}T05:00:00")  # noqa: E731
+    edt = lambda d: z(f"{d.isoformat()}T04:00:00")  # noqa: E731
+    one = timedelta(days=1)
+    # Two manual windows bounded by Eastern midnights (offsets written out by hand): from the last day of the
+    # year before up to the 23-hour spring-forward day, and from that day to the day after the 25-hour fall-back day.
+    windows = [
+        (f"{year - 1}-12-31T00:00:00-05:00", f"{spring.isoformat()}T00:00:00-05:00"),
+        (f"{spring.isoformat()}T00:00:00-05:00", f"{(fall + one).isoformat()}T00:00:00-05:00"),
+    ]
+    config = EASTERN.format(start=f"{year - 1}-12-01")
+    with open_world(airflow_home, tmp_path, config) as w:
         email = "dst@hooli.io"
         c = w.fb.add_client(fname="Dee", lname="Est", email=email)
 
-        def inv(create: str, due_days: int) -> dict[str, Any]:
-            return w.fb.add_invoice(customerid=c["id"], create_date=create, due_offset_days=due_days, amount="10.00")
+        def inv(create: date, due_days: int) -> dict[str, Any]:
+            return w.fb.add_invoice(
+                customerid=c["id"], create_date=create.isoformat(), due_offset_days=due_days, amount="10.00"
+            )
 
-        i1 = inv("2024-12-30", 1)  # before the first window: no Invoice Sent; due 12-31 -> overdue 01-01
-        i2 = inv("2024-12-31", 0)  # year end; due on receipt -> overdue 01-01
-        i3 = inv("2025-01-31", 1)  # month end; due 02-01 -> overdue 02-02
-        i4 = inv("2025-02-28", 8)  # month end; due 03-08 -> overdue at the start of the spring-forward day
-        i5 = inv("2025-03-01", 8)  # due 03-09 -> overdue at the start of 03-10 (EDT)
-        i6 = inv("2025-03-09", 30)  # the 23-hour day; paid the same day
-        p1 = w.fb.add_payment(invoiceid=i6["id"], amount="10.00", date="2025-03-09")
-        i7 = inv("2025-03-10", 30)  # paid on the fall-back day: not overdue at its window's end
-        p2 = w.fb.add_payment(invoiceid=i7["id"], amount="10.00", date="2025-11-02")
-        i8 = inv("2025-11-01", 0)  # due 11-01 -> overdue at the start of the 25-hour day (EDT midnight)
-        i9 = inv("2025-11-02", 0)  # the 25-hour day; overdue at 11-03 00:00 EST = the last window's end: none
-        inv("2025-11-03", 30)  # the last window's end date: outside every window
+        i1 = inv(date(year - 1, 12, 30), 1)  # before the first window: no Invoice Sent; due 12-31 -> overdue 01-01
+        i2 = inv(date(year - 1, 12, 31), 0)  # year end; due on receipt -> overdue 01-01
+        i3 = inv(date(year, 1, 31), 1)  # month end; due 02-01 -> overdue 02-02
+        i4 = inv(feb_end, (spring - one - feb_end).days)  # month end; due the day before spring forward -> overdue
+        #                                                   at the start of the spring-forward day
+        i5 = inv(date(year, 3, 1), (spring - date(year, 3, 1)).days)  # due on it -> overdue at the next day's (EDT)
+        i6 = inv(spring, 30)  # the 23-hour day; paid the same day
+        p1 = w.fb.add_payment(invoiceid=i6["id"], amount="10.00", date=spring.isoformat())
+        i7 = inv(spring + one, 30)  # paid on the fall-back day: not overdue at its window's end
+        p2 = w.fb.add_payment(invoiceid=i7["id"], amount="10.00", date=fall.isoformat())
+        i8 = inv(fall - one, 0)  # due the day before fall back -> overdue at the start of the 25-hour day (EDT)
+        i9 = inv(fall, 0)  # the 25-hour day; overdue at the next day's 00:00 EST = the last window's end: none
+        inv(fall + one, 30)  # the last window's end date: outside every window
         n = lambda i: str(i["invoice_number"])  # noqa: E731
         expect = Tally(
             {
-                Act(email, SENT, n(i2), z("2024-12-31T05:00:00")),
-                Act(email, SENT, n(i3), z("2025-01-31T05:00:00")),
-                Act(email, SENT, n(i4), z("2025-02-28T05:00:00")),
-                Act(email, SENT, n(i5), z("2025-03-01T05:00:00")),
-                Act(email, SENT, n(i6), z("2025-03-09T05:00:00")),  # midnight EST: DST starts at 2 am
-                Act(email, SENT, n(i7), z("2025-03-10T04:00:00")),  # midnight EDT
-                Act(email, SENT, n(i8), z("2025-11-01T04:00:00")),
-                Act(email, SENT, n(i9), z("2025-11-02T04:00:00")),  # midnight EDT: DST ends at 2 am
-                Act(email, PAID, str(p1["id"]), z("2025-03-09T05:00:00")),
-                Act(email, PAID, str(p2["id"]), z("2025-11-02T04:00:00")),
-                Act(email, OVERDUE, n(i1), z("2025-01-01T05:00:00")),
-                Act(email, OVERDUE, n(i2), z("2025-01-01T05:00:00")),
-                Act(email, OVERDUE, n(i3), z("2025-02-02T05:00:00")),
-                Act(email, OVERDUE, n(i4), z("2025-03-09T05:00:00")),
-                Act(email, OVERDUE, n(i5), z("2025-03-10T04:00:00")),
-                Act(email, OVERDUE, n(i8), z("2025-11-02T04:00:00")),
+                Act(email, SENT, n(i2), est(date(year - 1, 12, 31))),
+                Act(email, SENT, n(i3), est(date(year, 1, 31))),
+                Act(email, SENT, n(i4), est(feb_end)),
+                Act(email, SENT, n(i5), est(date(year, 3, 1))),
+                Act(email, SENT, n(i6), est(spring)),  # midnight EST: DST starts at 2 am
+                Act(email, SENT, n(i7), edt(spring + one)),  # midnight EDT
+                Act(email, SENT, n(i8), edt(fall - one)),
+                Act(email, SENT, n(i9), edt(fall)),  # midnight EDT: DST ends at 2 am
+                Act(email, PAID, str(p1["id"]), est(spring)),
+                Act(email, PAID, str(p2["id"]), edt(fall)),
+                Act(email, OVERDUE, n(i1), est(date(year, 1, 1))),
+                Act(email, OVERDUE, n(i2), est(date(year, 1, 1))),
+                Act(email, OVERDUE, n(i3), est(date(year, 2, 2))),
+                Act(email, OVERDUE, n(i4), est(spring)),
+                Act(email, OVERDUE, n(i5), edt(spring + one)),
+                Act(email, OVERDUE, n(i8), edt(fall)),
             },
             {email},
             {"fbmkto:hooli.io"},
         )
         per_window = []
-        for start, end in WINDOWS:
+        for start, end in windows:
             before = len(w.mkto.activities())
             w.ok(day(0), conf={"window_start": start, "window_end": end})
             per_window.append(len(w.mkto.activities()) - before)
-        # by hand: 12-31..03-08 -> sent i2 i3 i4 i5, overdue i1 i2 i3;
-        # 03-09..11-02 -> sent i6 i7 i8 i9, paid p1 p2, overdue i4 i5 i8
+        # by hand: 12-31..spring-1 -> sent i2 i3 i4 i5, overdue i1 i2 i3;
+        # spring..fall -> sent i6 i7 i8 i9, paid p1 p2, overdue i4 i5 i8
         assert per_window == [7, 9]
         counts = expect.check(w)
+        edges = f"{year - 1}-12-31, {spring} (spring forward), {fall + one} (after fall back)"
         figures.row(
             "dst_month_year",
             order=150,
             row="Timestamps at DST changes (23 h and 25 h days) and month/year ends (America/New_York)",
-            faults={"window edges: 2024-12-31, 2025-03-09 (spring forward), 2025-11-03 (after fall back)": 3},
+            faults={f"window edges: {edges}": 3},
             runs=2,
             counts=counts,
             outcome="every record in exactly one window, dated at its Eastern midnight (05:00Z EST / 04:00Z EDT); "

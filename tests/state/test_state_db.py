@@ -235,10 +235,42 @@ def test_a_version_1_state_db_is_upgraded_in_place(db_url: str) -> None:
     assert "sent_at" in {c["name"] for c in inspect(db.engine).get_columns("fbmkto_ledger")}
     assert "refused" in {c["name"] for c in inspect(db.engine).get_columns("fbmkto_oauth_tokens")}
     with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT value FROM fbmkto_meta WHERE key = 'schema_version'")).scalar() == "2"
+        assert conn.execute(text("SELECT value FROM fbmkto_meta WHERE key = 'schema_version'")).scalar() == "3"
     [row] = db.ledger.claim("acme", "activity", limit=10, run_id="r2")
     assert row.key == "k1"
     assert row.sent_at is None
     db.ledger.mark_sent([row.key])
     [again] = db.ledger.in_flight("acme")
     assert again.sent_at is not None
+
+
+def test_a_version_2_state_db_gets_scopes_seeded_from_its_successful_runs(db_url: str) -> None:
+    """Version 3 added account scopes and ``moved_from``: the scope starts as the span the runs covered."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import text
+
+    from airflow_provider_fbmkto.state import db as state_db
+    from airflow_provider_fbmkto.sync.scope import Scope
+
+    def at(day: int) -> datetime:
+        return datetime(2026, 3, day, tzinfo=timezone.utc)
+
+    db = StateDB(db_url)
+    for run, (start, end, status) in enumerate([(2, 3, "success"), (5, 6, "success"), (9, 10, "failed")]):
+        db.runs.start("acme", f"r{run}", window_start=at(start), window_end=at(end))
+        db.runs.finish("acme", f"r{run}", status=status)
+    with db.engine.begin() as conn:  # what a state DB written by version 2 looks like
+        conn.execute(text("DROP TABLE fbmkto_scope"))
+        conn.execute(text("DROP TABLE fbmkto_scope_runs"))
+        conn.execute(text("DROP INDEX ix_fbmkto_fb_records_moved"))
+        conn.execute(text("ALTER TABLE fbmkto_fb_records DROP COLUMN moved_from"))
+        conn.execute(text("DELETE FROM fbmkto_meta WHERE key = 'schema_version'"))
+        conn.execute(text("INSERT INTO fbmkto_meta (key, value) VALUES ('schema_version', '2')"))
+    state_db._schema_ready.clear()
+
+    db.create_all()
+
+    assert "moved_from" in {c["name"] for c in inspect(db.engine).get_columns("fbmkto_fb_records")}
+    assert db.scopes.get("acme") == Scope(at(2), at(6))  # the failed run covered nothing
+    assert db.scopes.get("globex") is None

@@ -77,7 +77,7 @@ def test_pending_order_limit_and_consumption(db: StateDB) -> None:
     db.events.mark_consumed([e.id for e in events], run_id="run-2")
     assert db.events.has_pending("acme") is False
     assert db.events.has_pending("beta") is True
-    assert db.events.purge_consumed(datetime.now(timezone.utc) + timedelta(seconds=5)) == 2
+    assert db.events.purge("acme", datetime.now(timezone.utc) + timedelta(seconds=5)) == 2
     assert db.events.pending("beta")[0].delivery_id == "other-acct"
 
 
@@ -125,3 +125,55 @@ def test_run_log(db: StateDB) -> None:
     assert rec.status == "failed"
     with pytest.raises(ValueError, match="run status"):
         db.runs.finish("acme", "scheduled__2", status="ok")
+
+
+def test_a_failing_event_is_retried_then_marked_failed_and_stops_blocking(db: StateDB) -> None:
+    record(db, "bad", object_id="404")
+    record(db, "good", at=T0 + timedelta(minutes=1), object_id="5")
+    bad = db.events.pending("acme")[0]
+    assert bad.object_id == "404"
+
+    first = db.events.record_failure(bad, "FreshBooks GET invoice 404 failed with HTTP 404", "run-1", limit=3)
+    assert (first.attempts, first.failed) == (1, False)
+    assert [e.delivery_id for e in db.events.pending("acme")] == ["bad", "good"]  # still retried
+    assert [f.event_id for f in db.events.failures("acme", failed=False)] == [bad.id]
+    assert db.events.failures("acme", failed=True) == []
+
+    db.events.record_failure(bad, "again", "run-2", limit=3)
+    third = db.events.record_failure(bad, "still 404", "run-3", limit=3)
+    assert (third.attempts, third.failed, third.reason, third.last_run_id) == (3, True, "still 404", "run-3")
+    assert [e.delivery_id for e in db.events.pending("acme")] == ["good"]  # no longer blocks the others
+    (failed,) = db.events.failures("acme", failed=True)
+    assert (failed.name, failed.object_id, failed.attempts, failed.received_at) == ("invoice.sendByEmail", "404", 3, T0)
+    assert db.events.failures("acme", run_id="run-3") == [failed]
+    assert db.events.failures("acme", run_id="run-2") == []
+    assert db.events.failures("beta") == []
+    # A later failure (another process still held it) does not count again or move its failure time.
+    later = db.events.record_failure(bad, "late", "run-4", limit=3)
+    assert (later.attempts, later.failed_at) == (4, third.failed_at)
+
+
+def test_give_up_marks_an_event_failed_at_once_and_has_pending_skips_failed(db: StateDB) -> None:
+    record(db, "foreign")
+    (event,) = db.events.pending("acme")
+    got = db.events.record_failure(event, "for another FreshBooks account", "run-1", limit=3, give_up=True)
+    assert (got.attempts, got.failed) == (1, True)
+    assert db.events.pending("acme") == []
+    assert db.events.has_pending("acme") is False
+
+
+def test_purge_deletes_old_consumed_and_failed_events_of_the_account_only(db: StateDB) -> None:
+    for delivery in ("consumed", "failed", "retrying", "waiting"):
+        record(db, delivery)
+    record(db, "beta-consumed", account="beta")
+    by = {e.delivery_id: e for e in db.events.pending("acme")}
+    db.events.mark_consumed([by["consumed"].id], "run-1")
+    db.events.mark_consumed([e.id for e in db.events.pending("beta")], "run-1")
+    db.events.record_failure(by["failed"], "gone", "run-1", limit=1)
+    db.events.record_failure(by["retrying"], "gone", "run-1", limit=3)
+
+    assert db.events.purge("acme", datetime.now(timezone.utc) - timedelta(days=1)) == 0  # too recent
+    assert db.events.purge("acme", datetime.now(timezone.utc) + timedelta(seconds=5)) == 2
+    assert sorted(e.delivery_id for e in db.events.pending("acme")) == ["retrying", "waiting"]
+    assert [f.event_id for f in db.events.failures("acme")] == [by["retrying"].id]  # its failure row stays
+    assert db.events.purge("beta", datetime.now(timezone.utc) + timedelta(seconds=5)) == 1

@@ -278,3 +278,22 @@ def test_iter_rows_pages_in_key_order(db: StateDB) -> None:
     db.ledger.claim(ACCT, "activity", limit=3, run_id="r2")
     assert [r.key for r in db.ledger.iter_rows(ACCT, status="in_flight")] == keys[:3]
     assert len(list(db.ledger.iter_rows(ACCT, status=[LedgerStatus.PENDING, "in_flight"]))) == 51
+
+
+def test_overlapping_runs_each_report_the_writes_their_own_load_made(db: StateDB) -> None:
+    """Two runs of one account overlap (a backfill beside the daily run): both plan the same facts, each load
+    claims what is pending when it gets there. A run's counts are the writes its load made -- not the rows it
+    planned, not everything of the first run -- and re-planning an unchanged row moves no credit."""
+    keys = [f"a:{i}" for i in range(6)]
+    db.ledger.plan(ACCT, "backfill__1", [entry(k) for k in keys[:4]])
+    db.ledger.plan(ACCT, "scheduled__2", [entry(k) for k in keys[2:]])  # a:2, a:3 planned by both
+    first = db.ledger.claim(ACCT, "activity", limit=3, run_id="scheduled__2")  # the daily run's load is first
+    second = db.ledger.claim(ACCT, "activity", limit=10, run_id="backfill__1")
+    assert {r.key for r in first} | {r.key for r in second} == set(keys)
+    db.ledger.mark([RowOutcome(r.key, "written", marketo_id=1) for r in second])
+    db.ledger.mark([RowOutcome(r.key, "written", marketo_id=1) for r in first])
+    db.ledger.plan(ACCT, "manual__3", [entry(k) for k in keys])  # unchanged: nothing to send, no credit
+
+    for run, claimed in (("scheduled__2", first), ("backfill__1", second)):
+        assert db.ledger.counts(ACCT, run_id=run) == {("activity", "written"): len(claimed)}, run
+    assert db.ledger.counts(ACCT, run_id="manual__3") == {}

@@ -11,17 +11,14 @@ import pytest
 
 from airflow_provider_fbmkto.exceptions import ConfigError
 from airflow_provider_fbmkto.sync.config import (
-    AccountConfigError,
-    ConfigProblems,
-    Rule,
-    config_path,
     load_config,
     load_config_collecting,
     parse_config,
     parse_config_collecting,
 )
+from airflow_provider_fbmkto.sync.config_schema import AccountConfigError, ConfigProblems, config_path
 from airflow_provider_fbmkto.sync.cron import schedule_problem
-from airflow_provider_fbmkto.sync.matching import FREE_MAIL_DOMAINS
+from airflow_provider_fbmkto.sync.matching import FREE_MAIL_DOMAINS, Rule
 
 MINIMAL = """\
 accounts:

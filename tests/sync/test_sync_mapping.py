@@ -14,9 +14,24 @@ from hypothesis import strategies as st
 from sync_factories import client, invoice, payment
 
 from airflow_provider_fbmkto.exceptions import ConfigError
+from airflow_provider_fbmkto.sync.activities import (
+    invoice_sent_activities,
+    overdue_activities,
+    payment_activities,
+    sent_event_activity,
+)
 from airflow_provider_fbmkto.sync.health import PaymentStatus, summarize
 from airflow_provider_fbmkto.sync.mapping import (
     SKIP_NO_EMAIL,
+    company_payload,
+    lead_payload,
+    list_change,
+    list_membership,
+    plan_companies,
+    plan_leads,
+)
+from airflow_provider_fbmkto.sync.matching import FREE_MAIL_DOMAINS, CompanyMatch, Rule, match_clients
+from airflow_provider_fbmkto.sync.plan import (
     ActivityTypeNames,
     MappingContext,
     PlannedActivity,
@@ -24,18 +39,7 @@ from airflow_provider_fbmkto.sync.mapping import (
     PlannedListChange,
     Segments,
     Skipped,
-    company_payload,
-    invoice_sent_activities,
-    lead_payload,
-    list_change,
-    list_membership,
-    overdue_activities,
-    payment_activities,
-    plan_companies,
-    plan_leads,
-    sent_event_activity,
 )
-from airflow_provider_fbmkto.sync.matching import FREE_MAIL_DOMAINS, CompanyMatch, Rule, match_clients
 from airflow_provider_fbmkto.sync.records import Invoice, InvoiceStatus, VisState
 from airflow_provider_fbmkto.sync.window import Window
 

@@ -64,3 +64,20 @@ def test_equal_records_give_no_mismatch() -> None:
     leads = [{"id": 1, "email": "A@bigco.io", "firstName": " Ann", "lastName": "Lee ", "company": "BigCo Holdings"}]
     assert compare(clients, leads, companies={1: BIGCO}) == []
     assert compare([], []) == []
+
+
+def test_company_names_compared_by_external_id() -> None:
+    from airflow_provider_fbmkto.sync.reconcile import company_corrections, compare_company_names
+
+    expected = {"fbmkto:acme": "Acme  Inc", "fbmkto:bolt": "Bolt", "fbmkto:gone": "Gone Co"}
+    marketo = [
+        {"externalCompanyId": "fbmkto:acme", "company": "Acme Inc"},  # whitespace runs collapse: same
+        {"externalCompanyId": "fbmkto:bolt", "company": "Bolt Ltd"},
+        {"externalCompanyId": "fbmkto:other", "company": "Not ours"},
+    ]
+    found = compare_company_names(expected, marketo)
+    assert [(m.kind.value, m.external_id, m.marketo_value) for m in found] == [
+        ("company_name_differs", "fbmkto:bolt", "Bolt Ltd"),
+        ("company_not_in_marketo", "fbmkto:gone", None),
+    ]
+    assert company_corrections(found) == [{"externalCompanyId": "fbmkto:bolt", "company": "Bolt"}]

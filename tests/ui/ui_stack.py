@@ -2,9 +2,10 @@
 
 The same steps as ``fbmkto demo`` (:mod:`airflow_provider_fbmkto.demo`) -- emulators, Marketo provisioning,
 ``authorize --code``, migrate, start, unpause -- but the stack stays up after the first scheduled run so the
-browser can look at it. One difference makes the operator's story visible: the custom activity types are
-created but left unapproved (drafts), so Marketo skips the run's activities with its reason; running
-``fbmkto setup-marketo`` later is the fix, and "Replay failed" on the status page sends them.
+browser can look at it. One difference makes the operator's story visible: the account is update-only
+(``marketo.leads.create: false``) and none of its people is in Marketo yet, so the run writes the companies and
+leaves the leads, activities and list memberships skipped as "no lead in Marketo"; the people appearing in
+Marketo (a form fill, a CRM sync) is the fix, and "Replay failed" on the status page sends what waited.
 
 Airflow's simple auth manager runs with a known admin password (a pre-written passwords file), so the test
 logs in through Airflow's real login form.
@@ -72,18 +73,18 @@ def _run(argv: list[str], env: dict[str, str]) -> None:
 @contextmanager
 def demo_stack(home: Path) -> Iterator[DemoStack]:
     """Run the demo account's latest daily interval through the scheduler and keep everything up."""
-    from airflow_provider_fbmkto.testing.freshbooks import FreshBooksEmulator
     from airflow_provider_fbmkto.testing.marketo import MarketoEmulator
 
     home.mkdir(parents=True, exist_ok=True)
     today = datetime.now(timezone.utc).date()
     config = home / "fbmkto_accounts.yaml"
-    config.write_text(demo.CONFIG.format(start=(today - timedelta(days=2)).isoformat()))
+    update_only = "    marketo:\n      leads: {create: false}\n"
+    config.write_text(demo.CONFIG.format(start=(today - timedelta(days=2)).isoformat()) + update_only)
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({"admin": ADMIN_PASSWORD}))
     fernet = Fernet.generate_key().decode()
     with ExitStack() as stack:
-        fb = stack.enter_context(FreshBooksEmulator(seed="demo"))
+        fb = stack.enter_context(demo.demo_freshbooks(today))  # the latest window holds the business's yesterday
         mkto = stack.enter_context(MarketoEmulator(lists={demo.PAID_LIST: "FB Paid", demo.OVERDUE_LIST: "FB Overdue"}))
         env = {
             **os.environ,
@@ -101,12 +102,9 @@ def demo_stack(home: Path) -> Iterator[DemoStack]:
         }
         for inherited in ("FBMKTO_AIRFLOW_API_URL", "AIRFLOW_CONN_FBMKTO_STATE", "AIRFLOW__CORE__DAGS_FOLDER"):
             env.pop(inherited, None)  # the page must find the api-server itself; the state DB is the default file
-        drafts = [
-            arg for t in ("fbInvoiceSent", "fbPaymentReceived", "fbInvoiceOverdue") for arg in ("--leave-draft", t)
-        ]
-        run_cli(["setup-marketo", "--conn-id", "marketo_default", *drafts], env)  # activity types left unapproved
+        run_cli(["setup-marketo", "--conn-id", "marketo_default"], env)
         run_cli(["authorize", "--conn-id", "freshbooks_demo", "--code", fb.issue_code()], env)
-        airflow = stack.enter_context(AirflowStack(home, demo._dags_folder(), env))
+        airflow = stack.enter_context(AirflowStack(home, demo._dags_folder(home), env))
         airflow.migrate()
         airflow.airflow("pools", "set", "fbmkto_marketo", "8", "Marketo calls (instance limit 10)")
         airflow.start()

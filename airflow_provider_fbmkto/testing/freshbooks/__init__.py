@@ -14,7 +14,8 @@ Usage (like moto for AWS)::
 Layout (moto's split): ``routes.py`` path → handler and the ASGI dispatcher (call log, faults);
 ``handlers.py`` parses requests and renders envelopes; ``models.py`` + ``fields.py`` hold records and rules;
 ``oauth.py`` codes and tokens; ``webhooks.py`` callbacks and signed deliveries; ``errors.py`` typed errors;
-``faults.py`` fault injection; ``seed.py`` deterministic data; ``control.py`` the ``/_emulator/`` API.
+``faults.py`` fault kinds (on the shared ``testing/faults.py`` queue); ``seed.py`` deterministic data;
+``control.py`` the ``/_emulator/`` API.
 
 Enforced rules (each has its own test in ``tests/emulators/test_freshbooks_emulator.py``):
 
@@ -44,10 +45,10 @@ I1    ``GET /auth/api/v1/users/me`` → ``response.business_memberships[].busine
 L1    list envelope ``{"response": {"result": {<plural>: [...], page, pages, per_page, total}}}``; single
       object ``{"response": {"result": {<singular>: {...}}}}``
 L2    ``account_id`` not the emulator's → 404 accounting error envelope
-L3    paging: ``page`` 1-based, ``per_page`` default 15, silently capped at 100; a page past the end → empty
-      list (not an error); ``page``/``per_page`` below 1 count as 1; non-integers → 400
-L4    ``search[updated_min]``/``search[updated_max]`` are ``YYYY-MM-DD`` compared with the US/Eastern day of
-      ``updated`` (DST-correct); ``updated_max`` is exclusive
+L3    paging: ``page`` 1-based, ``per_page`` default 15 (``default_per_page``), silently capped at 100; a page
+      past the end → empty list (not an error); ``page``/``per_page`` below 1 count as 1; non-integers → 400
+L4    ``search[updated_min]``/``search[updated_max]`` are ``YYYY-MM-DD`` compared with the calendar day of
+      ``updated`` in ``search_zone`` (US/Eastern by default, DST-correct); ``updated_max`` is exclusive
 L5    invoices: ``search[date_min]``/``search[date_max]`` (``create_date``, both inclusive),
       ``search[customerid]``, ``search[v3_status]`` (incl. ``overdue``), ``search[invoiceids][]``;
       payments: ``search[invoiceid]``; clients: ``search[email]`` (case-insensitive), ``search[userids][]``
@@ -62,9 +63,9 @@ L9    ``updated``/``created_at`` are naive US/Eastern ``YYYY-MM-DD HH:MM:SS`` (z
 L10   invoices carry ``id`` == ``invoiceid``, payments ``id`` == ``logid`` (no ``paymentid``), clients
       ``id`` == ``userid``
 L11   payments drive invoices: ``paid``/``outstanding``/``status`` (8 partial, 4 paid, 5 auto-paid)/
-      ``v3_status``/``payment_status``/``date_paid`` and ``updated`` change together; deleting a payment
-      reverts them; overpayments are refused; ``v3_status`` is ``overdue`` when unpaid past ``due_date``
-      (by the emulator clock's Eastern day)
+      ``v3_status``/``payment_status``/``date_paid`` change together (and ``updated``, with
+      ``payment_touches_invoice``); deleting a payment reverts them; overpayments are refused; ``v3_status`` is
+      ``overdue`` when unpaid past ``due_date`` (by the emulator clock's Eastern day)
 W1    callbacks: POST/GET ``/events/account/{account_id}/events/callbacks``, GET/PUT/DELETE ``…/{id}``;
       unknown event or bad uri → 422 ``{"errno", "message", "details"}``; unknown id → 404; DELETE → 204
 W2    creating a callback POSTs a verification form (``name=callback.verify``, ``object_id``, ``verifier``, …)
@@ -73,7 +74,8 @@ W2    creating a callback POSTs a verification form (``name=callback.verify``, `
 W3    unverified callbacks get no events; verified ones get form-encoded ``name``, ``object_id``,
       ``account_id``, ``business_id``, ``identity_id``, ``user_id`` with ``X-FreshBooks-Hmac-SHA256`` =
       base64(HMAC-SHA256(verifier, json.dumps(fields))); a bare resource (``invoice``) gets all its events
-W4    record changes emit ``<kind>.create|update|delete``; a payment also emits ``invoice.update``;
+W4    record changes emit ``<kind>.create|update|delete``; a payment also emits ``invoice.update`` (with
+      ``payment_touches_invoice``);
       ``send_invoice`` emits ``invoice.sendByEmail`` (and a draft becomes sent)
 F1    faults ``500``/``502``/``503``/``429`` (``Retry-After``), ``timeout`` (delay then 504), ``slow`` (delay then
       the real answer), ``401`` (the token expires on the spot); each for ``count`` matching requests
@@ -81,6 +83,11 @@ C1    control API ``/_emulator/…``: JSON in/out; bad input → 4xx ``{"error":
 S1    seeds are deterministic (same seed, sizes, ``as_of`` → same records); ``"demo"`` is a fixed small
       business relative to the emulator clock
 ===== ========================================================================================================
+
+Behaviours FreshBooks does not document are switches (constructor arguments, ``configure()``, or
+``POST /_emulator/behaviour``) so the sync is tested both ways: ``payment_touches_invoice`` (default true),
+``search_zone`` (default ``America/New_York``; ``UTC`` or the business's zone are the other candidates) and
+``default_per_page`` (default 15). ``reset()`` restores the constructor's settings.
 
 Emulator choices where FreshBooks documents nothing (tests pin them; change them here if reality differs):
 accounting ``errno`` 1012 not found, 1001 unauthorized, 1003 missing scope, 2001 invalid value; lists are

@@ -18,6 +18,9 @@
 ``POST   /_emulator/revoke``                every refresh token is revoked
 ``GET    /_emulator/deliveries``            webhook deliveries made (fields, signature, status)
 ``POST   /_emulator/clock``                 ``{"advance_seconds": N}`` moves the emulator clock forward
+``GET    /_emulator/behaviour``             the switches for behaviours FreshBooks does not document
+``POST   /_emulator/behaviour``             ``{"payment_touches_invoice", "search_zone", "default_per_page"}``
+                                            (any subset) → all of them; ``reset`` restores the constructor's
 =========================================== =================================================================
 """
 
@@ -71,6 +74,7 @@ def state(ctx: Ctx) -> Response:
             "counts": emu.model.counts(),
             "faults": [f.to_dict() for f in emu.faults.pending()],
             "callbacks": [cb.render() for cb in emu.webhooks.callbacks.values()],
+            "behaviour": emu.behaviour(),
         }
     )
 
@@ -206,3 +210,10 @@ def clock(ctx: Ctx) -> Response:
         raise FieldError("advance_seconds", f"required: a number of seconds >= 0, got {seconds!r}")
     ctx.emu.advance_clock(seconds)
     return JSONResponse({"now": ctx.emu.now().isoformat()})
+
+
+def behaviour(ctx: Ctx) -> Response:
+    if ctx.method == "GET":
+        return JSONResponse(ctx.emu.behaviour())
+    body = _body(ctx, {"payment_touches_invoice", "search_zone", "default_per_page"})
+    return JSONResponse(ctx.emu.configure(**body))

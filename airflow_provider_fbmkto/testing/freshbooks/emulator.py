@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
 from airflow_provider_fbmkto.testing.server import ThreadedServer
 
+from .errors import FieldError
 from .faults import Fault, FaultQueue, validate
 from .fields import normalize_kind
+from .handlers import DEFAULT_PER_PAGE
 from .models import FreshBooksModel
 from .oauth import DEFAULT_SCOPES, OAuthServer
 from .routes import CallRecord, EmulatorApp
@@ -23,6 +27,33 @@ from .webhooks import WebhookHub, sign, subscribes
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """The emulator's settings for behaviours FreshBooks does not document (see ``FreshBooksEmulator``)."""
+
+    payment_touches_invoice: bool
+    search_zone: str
+    default_per_page: int
+
+    @classmethod
+    def checked(cls, payment_touches_invoice: object, search_zone: object, default_per_page: object) -> Behaviour:
+        """Validate each value; a bad one raises :class:`FieldError` naming the setting and what it takes."""
+        if not isinstance(payment_touches_invoice, bool):
+            raise FieldError("payment_touches_invoice", f"must be true or false, got {payment_touches_invoice!r}")
+        try:
+            zone = ZoneInfo(str(search_zone)).key if isinstance(search_zone, str) and search_zone else None
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = None
+        if zone is None:
+            raise FieldError("search_zone", f"must be an IANA time zone such as 'UTC', got {search_zone!r}")
+        if isinstance(default_per_page, bool) or not isinstance(default_per_page, int) or default_per_page < 1:
+            raise FieldError("default_per_page", f"must be an integer >= 1, got {default_per_page!r}")
+        return cls(payment_touches_invoice, zone, default_per_page)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class FreshBooksEmulator:
@@ -38,6 +69,15 @@ class FreshBooksEmulator:
     :param account_id: the accounting account id (``/accounting/account/{account_id}/…``).
     :param business_id: the numeric business id shown by ``users/me``.
     :param access_token_ttl: access-token lifetime in seconds (FreshBooks: 12 hours).
+
+    Behaviours FreshBooks' documentation does not pin down are switches, so a sync can be tested both ways
+    (the defaults are the emulator's historical choices; :meth:`configure` changes them on a running emulator):
+
+    :param payment_touches_invoice: recording, changing or deleting a payment bumps its invoice's ``updated``
+        (and emits ``invoice.update``); ``False``: the invoice's amounts change but its ``updated`` stays.
+    :param search_zone: IANA zone whose calendar days ``search[updated_min|max]`` are compared in
+        (``"America/New_York"``, the zone of ``updated``; try ``"UTC"`` or the business's zone).
+    :param default_per_page: page size of a list call that sends no ``per_page`` (documented as 15).
     """
 
     authorize_url_path = "/oauth/authorize"
@@ -59,7 +99,12 @@ class FreshBooksEmulator:
         account_id: str = "ACME01",
         business_id: int = 1001,
         access_token_ttl: int = 43200,
+        payment_touches_invoice: bool = True,
+        search_zone: str = "America/New_York",
+        default_per_page: int = DEFAULT_PER_PAGE,
     ) -> None:
+        self._behaviour = Behaviour.checked(payment_touches_invoice, search_zone, default_per_page)
+        self.default_per_page = self._behaviour.default_per_page
         self._base_clock = clock or _utc_now
         self._offset = timedelta(0)
         self.seed = seed
@@ -68,7 +113,12 @@ class FreshBooksEmulator:
         self.redirect_uri = redirect_uri
         self.account_id = account_id
         self.business_id = business_id
-        self.model = FreshBooksModel(clock=self.now, account_id=account_id)
+        self.model = FreshBooksModel(
+            clock=self.now,
+            account_id=account_id,
+            payment_touches_invoice=self._behaviour.payment_touches_invoice,
+            search_zone=ZoneInfo(self._behaviour.search_zone),
+        )
         self.oauth = OAuthServer(
             client_id=client_id,
             client_secret=client_secret,
@@ -86,7 +136,7 @@ class FreshBooksEmulator:
             clock=self.now,
         )
         self.model.listeners.append(self.webhooks.notify)
-        self.faults = FaultQueue()
+        self.faults: FaultQueue[Fault] = FaultQueue()
         self.calls: list[CallRecord] = []
         self._calls_lock = threading.Lock()
         self.generation = 0  # bumped by reset(); calls in flight across a reset are not logged
@@ -146,6 +196,7 @@ class FreshBooksEmulator:
             self.calls.clear()
             self.generation += 1
         self._offset = timedelta(0)
+        self.configure(**self._behaviour.as_dict())
         if reseed:
             self._apply_seed()
 
@@ -154,6 +205,39 @@ class FreshBooksEmulator:
             from .seed import seed as apply_seed
 
             apply_seed(self.model, self.seed)
+
+    # --- undocumented behaviours ----------------------------------------------------------------------------
+
+    def configure(
+        self,
+        *,
+        payment_touches_invoice: bool | None = None,
+        search_zone: str | None = None,
+        default_per_page: int | None = None,
+    ) -> dict[str, Any]:
+        """Switch behaviours FreshBooks does not document (``None`` keeps one); returns them all.
+
+        Same meaning as the constructor's arguments; ``reset()`` goes back to the constructor's values.
+        """
+        current = self.behaviour()
+        wanted = Behaviour.checked(
+            current["payment_touches_invoice"] if payment_touches_invoice is None else payment_touches_invoice,
+            current["search_zone"] if search_zone is None else search_zone,
+            current["default_per_page"] if default_per_page is None else default_per_page,
+        )
+        self.default_per_page = wanted.default_per_page
+        self.model.configure(
+            payment_touches_invoice=wanted.payment_touches_invoice, search_zone=ZoneInfo(wanted.search_zone)
+        )
+        return self.behaviour()
+
+    def behaviour(self) -> dict[str, Any]:
+        """The current settings of the undocumented behaviours (see the constructor)."""
+        return {
+            "payment_touches_invoice": self.model.payment_touches_invoice,
+            "search_zone": self.model.search_zone.key,
+            "default_per_page": self.default_per_page,
+        }
 
     # --- clock ---------------------------------------------------------------------------------------------
 

@@ -14,38 +14,41 @@ Kinds (each consumes one ``count`` per matching request, FIFO across injected fa
            service does when a token dies mid-run); the client must refresh
 ========== ======================================================================================
 
-Faults never apply to the control API (``/_emulator/…``).
+Faults never apply to the control API (``/_emulator/…``). The queue is the emulators' shared
+:class:`~airflow_provider_fbmkto.testing.faults.FaultQueue`.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
+from airflow_provider_fbmkto.testing import faults as shared
+from airflow_provider_fbmkto.testing.faults import FaultQueue
+
 from .errors import FieldError
+
+__all__ = ["DEFAULT_TIMEOUT_DELAY", "FAULT_KINDS", "MAX_DELAY", "Fault", "FaultQueue", "error_response", "validate"]
 
 FAULT_KINDS = ("500", "502", "503", "429", "timeout", "slow", "401")
 DEFAULT_TIMEOUT_DELAY = 30.0
 MAX_DELAY = 300.0
 
 
-@dataclass
-class Fault:
-    kind: str
-    remaining: int
-    path_prefix: str | None = None
+@dataclass(kw_only=True)
+class Fault(shared.Fault):
+    """A FreshBooks fault: the shared one plus ``retry_after`` and ``delay`` (FreshBooks takes no ``message``)."""
+
     retry_after: int | None = None
     delay: float = 0.0
 
-    def matches(self, path: str) -> bool:
-        return self.remaining > 0 and (self.path_prefix is None or path.startswith(self.path_prefix))
-
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["message"]
+        return out
 
 
 def validate(spec: Mapping[str, Any]) -> Fault:
@@ -75,35 +78,7 @@ def validate(spec: Mapping[str, Any]) -> Fault:
         raise FieldError("delay", f"must be a number of seconds between 0 and {MAX_DELAY:g}, got {delay!r}")
     if kind == "timeout" and not delay:
         delay = DEFAULT_TIMEOUT_DELAY
-    return Fault(kind, count, prefix, retry_after, float(delay))
-
-
-class FaultQueue:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: list[Fault] = []
-
-    def add(self, fault: Fault) -> None:
-        with self._lock:
-            self._faults.append(fault)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def pending(self) -> list[Fault]:
-        with self._lock:
-            return [Fault(**f.to_dict()) for f in self._faults if f.remaining > 0]
-
-    def take(self, path: str) -> Fault | None:
-        """The first fault matching ``path``, with one use consumed; ``None`` when none applies."""
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(path):
-                    fault.remaining -= 1
-                    self._faults = [f for f in self._faults if f.remaining > 0]
-                    return fault
-        return None
+    return Fault(kind=kind, remaining=count, path_prefix=prefix, retry_after=retry_after, delay=float(delay))
 
 
 def error_response(fault: Fault) -> Response:

@@ -26,7 +26,7 @@ from .errors import (
     ScopeMissing,
     TokenRejected,
 )
-from .models import SEARCH_KEYS, Search
+from .search import SEARCH_KEYS, Search
 
 if TYPE_CHECKING:
     from .emulator import FreshBooksEmulator
@@ -186,7 +186,7 @@ def parse_search(ctx: Ctx, kind: str) -> Search:
 def accounting_list(ctx: Ctx) -> Response:
     kind, plural, _ = _resource(ctx)
     page = max(1, _int_param(ctx, "page", 1, kind))
-    per_page = min(MAX_PER_PAGE, max(1, _int_param(ctx, "per_page", DEFAULT_PER_PAGE, kind)))
+    per_page = min(MAX_PER_PAGE, max(1, _int_param(ctx, "per_page", ctx.emu.default_per_page, kind)))
     search = parse_search(ctx, kind)
     model = ctx.emu.model
     with model.lock:
@@ -232,7 +232,7 @@ def _callback_body(ctx: Ctx) -> dict[str, Any]:
 def callbacks_list(ctx: Ctx) -> Response:
     _events_access(ctx)
     page = max(1, _int_param(ctx, "page", 1, "callback"))
-    per_page = min(MAX_PER_PAGE, max(1, _int_param(ctx, "per_page", DEFAULT_PER_PAGE, "callback")))
+    per_page = min(MAX_PER_PAGE, max(1, _int_param(ctx, "per_page", ctx.emu.default_per_page, "callback")))
     callbacks = sorted(ctx.emu.webhooks.callbacks.values(), key=lambda cb: cb.id)
     rows = [cb.render() for cb in callbacks[(page - 1) * per_page : page * per_page]]
     result = {"callbacks": rows, "page": page, "pages": math.ceil(len(callbacks) / per_page), "per_page": per_page}

@@ -15,19 +15,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from .errors import NotFound, RecordNotFound
 from .fields import KINDS, normalize_kind, parse_client_fields, parse_invoice_fields, parse_payment_fields
-from .timeutil import UTC, eastern_date, eastern_str
+from .search import SEARCH_KEYS, Search, matches
+from .timeutil import EASTERN, UTC, eastern_date, eastern_str
 
-#: search keys each list endpoint honours; any other ``search[…]`` key is silently ignored, as FreshBooks does.
-SEARCH_KEYS: dict[str, frozenset[str]] = {
-    "client": frozenset({"updated_min", "updated_max", "vis_state", "email", "userids"}),
-    "invoice": frozenset(
-        {"updated_min", "updated_max", "vis_state", "date_min", "date_max", "customerid", "v3_status", "invoiceids"}
-    ),
-    "payment": frozenset({"updated_min", "updated_max", "vis_state", "invoiceid"}),
-}
 FIRST_IDS = {"client": 100001, "invoice": 200001, "payment": 300001}
 CENT = Decimal("0.01")
 _Date = date  # PaymentRecord has a field named `date`
@@ -101,23 +95,6 @@ class PaymentRecord:
 Record = ClientRecord | InvoiceRecord | PaymentRecord
 
 
-@dataclass(frozen=True)
-class Search:
-    """Parsed ``search[…]`` filters of one list call (``None`` = not given)."""
-
-    updated_min: date | None = None
-    updated_max: date | None = None  # exclusive
-    date_min: date | None = None
-    date_max: date | None = None  # inclusive
-    customerid: int | None = None
-    v3_status: str | None = None
-    invoiceids: tuple[int, ...] | None = None
-    invoiceid: int | None = None
-    email: str | None = None
-    userids: tuple[int, ...] | None = None
-    vis_state: int | None = None
-
-
 def money(amount: Decimal, code: str) -> dict[str, str]:
     return {"amount": str(amount.quantize(CENT)), "code": code}
 
@@ -135,13 +112,27 @@ class _Tables:
 class FreshBooksModel:
     """The business's records and the rules over them. Thread-safe (one re-entrant lock).
 
+    Two behaviours FreshBooks does not document are switches (see ``FreshBooksEmulator``):
+
     :param clock: returns the current aware UTC instant (the emulator's clock).
     :param account_id: the accounting ``account_id`` (``accounting_systemid`` on records).
+    :param payment_touches_invoice: recording, changing or deleting a payment also bumps its invoice's
+        ``updated`` (and emits ``invoice.update``); with ``False`` only the invoice's amounts change.
+    :param search_zone: the zone whose calendar days ``search[updated_min|max]`` compare ``updated`` in.
     """
 
-    def __init__(self, *, clock: Callable[[], datetime], account_id: str) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime],
+        account_id: str,
+        payment_touches_invoice: bool = True,
+        search_zone: ZoneInfo = EASTERN,
+    ) -> None:
         self.clock = clock
         self.account_id = account_id
+        self.payment_touches_invoice = payment_touches_invoice
+        self.search_zone = search_zone
         self.lock = threading.RLock()
         self.listeners: list[EventListener] = []
         self._t = _Tables()
@@ -184,6 +175,15 @@ class FreshBooksModel:
             return self._t.invoices
         return self._t.payments
 
+    def configure(self, *, payment_touches_invoice: bool | None = None, search_zone: ZoneInfo | None = None) -> None:
+        """Change the undocumented behaviours (``None`` keeps one); searches are recomputed."""
+        with self.lock:
+            if payment_touches_invoice is not None:
+                self.payment_touches_invoice = payment_touches_invoice
+            if search_zone is not None:
+                self.search_zone = search_zone
+            self._changed()
+
     def _changed(self) -> None:
         self._version += 1
         self._cache.clear()
@@ -219,12 +219,12 @@ class FreshBooksModel:
             self._changed()
         return rec
 
-    def insert_payment(self, rec: PaymentRecord, *, touch_invoice: bool = True) -> PaymentRecord:
+    def insert_payment(self, rec: PaymentRecord) -> PaymentRecord:
         with self.lock:
             self._t.payments[rec.id] = rec
             self._t.payments_by_invoice.setdefault(rec.invoiceid, []).append(rec.id)
             self._t.next_ids["payment"] = max(self._t.next_ids["payment"], rec.id + 1)
-            self.recompute_invoice(rec.invoiceid, touch=rec.updated if touch_invoice else None)
+            self.recompute_invoice(rec.invoiceid, touch=rec.updated if self.payment_touches_invoice else None)
             self._changed()
         return rec
 
@@ -257,7 +257,8 @@ class FreshBooksModel:
                 rec = self.insert_invoice(parse_invoice_fields(self, fields, now))
             else:
                 rec = self.insert_payment(parse_payment_fields(self, fields, now))
-                events.append(("invoice.update", rec.invoiceid))
+                if self.payment_touches_invoice:
+                    events.append(("invoice.update", rec.invoiceid))
             events.insert(0, (f"{kind}.create", rec.id))
         for name, object_id in events:
             self._emit(name, object_id)
@@ -281,8 +282,10 @@ class FreshBooksModel:
                 rec.updated_day = eastern_date(rec.updated)
             events = [(f"{kind}.{'delete' if rec.vis_state == 1 and not was_deleted else 'update'}", rec.id)]
             if isinstance(rec, PaymentRecord):
-                self.recompute_invoice(rec.invoiceid, touch=rec.updated)
-                events.append(("invoice.update", rec.invoiceid))
+                touch = self.payment_touches_invoice
+                self.recompute_invoice(rec.invoiceid, touch=rec.updated if touch else None)
+                if touch:
+                    events.append(("invoice.update", rec.invoiceid))
             elif isinstance(rec, InvoiceRecord):
                 self.recompute_invoice(rec.id)
             self._changed()
@@ -334,37 +337,16 @@ class FreshBooksModel:
             return ids
 
     def _matching(self, kind: str, s: Search) -> Iterable[Record]:
-        today = self.today()
+        today, zone = self.today(), self.search_zone
+        eastern = zone.key == EASTERN.key
+
+        def v3(inv: InvoiceRecord) -> str:
+            return self.v3_status(inv, today)
+
         for rec in self.table(kind).values():
-            if s.vis_state is None:
-                if rec.vis_state == 1:
-                    continue
-            elif rec.vis_state != s.vis_state:
-                continue
-            if s.updated_min is not None and rec.updated_day < s.updated_min:
-                continue
-            if s.updated_max is not None and rec.updated_day >= s.updated_max:
-                continue
-            if isinstance(rec, InvoiceRecord):
-                if s.date_min is not None and rec.create_date < s.date_min:
-                    continue
-                if s.date_max is not None and rec.create_date > s.date_max:
-                    continue
-                if s.customerid is not None and rec.customerid != s.customerid:
-                    continue
-                if s.invoiceids is not None and rec.id not in s.invoiceids:
-                    continue
-                if s.v3_status is not None and self.v3_status(rec, today) != s.v3_status:
-                    continue
-            elif isinstance(rec, PaymentRecord):
-                if s.invoiceid is not None and rec.invoiceid != s.invoiceid:
-                    continue
-            else:
-                if s.email is not None and rec.email.lower() != s.email.lower():
-                    continue
-                if s.userids is not None and rec.id not in s.userids:
-                    continue
-            yield rec
+            day = rec.updated_day if eastern else rec.updated.astimezone(zone).date()
+            if matches(kind, rec, s, updated_day=day, v3_status=v3):
+                yield rec
 
     # --- rendering (the API's object shapes) ---------------------------------------------------------------
 

@@ -71,6 +71,8 @@ CONTROL_ROUTES: list[Route] = [
     _r("POST", "/_emulator/revoke", control.revoke, "control"),
     _r("GET", "/_emulator/deliveries", control.deliveries, "control"),
     _r("POST", "/_emulator/clock", control.clock, "control"),
+    _r("GET", "/_emulator/behaviour", control.behaviour, "control"),
+    _r("POST", "/_emulator/behaviour", control.behaviour, "control"),
 ]
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_fbmkto.testing.marketo.exceptions import (
+from airflow_provider_fbmkto.testing.marketo.errors import (
     AlreadyExists,
     Blank,
     BusinessRuleViolation,
@@ -53,6 +53,7 @@ STANDARD_TYPES: list[tuple[int, str, tuple[str, str] | None, tuple[str, ...]]] =
     (46, "Interesting Moment", None, ("Type", "Description")),
 ]
 STANDARD_IDS = frozenset(t[0] for t in STANDARD_TYPES)
+NEW_LEAD, CHANGE_DATA_VALUE = 12, 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,20 @@ class Activity:
     primary_attribute_value: Any
     attributes: list[dict[str, Any]] = field(default_factory=list)
     guid: str = ""
+    #: lead-field changes of a New Lead / Change Data Value activity: ``{id, name, newValue, oldValue}``
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def lead_change_json(self, fields: frozenset[str]) -> dict[str, Any]:
+        """The Lead Changes feed's form: ``fields[]`` holds the requested fields' changes."""
+        return {
+            "id": self.id,
+            "marketoGUID": self.guid,
+            "leadId": self.lead_id,
+            "activityDate": iso(self.activity_date),
+            "activityTypeId": self.type_id,
+            "fields": [dict(c) for c in self.changes if c["name"] in fields],
+            "attributes": [dict(a) for a in self.attributes],
+        }
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -144,14 +159,16 @@ def _from_micros(micros: int) -> datetime:
 
 
 def _attribute(raw: Any, where: str) -> Attribute:
+    """An attribute of a type: ``apiName`` and ``name`` required; ``dataType`` optional (Marketo's default: string)."""
     if not isinstance(raw, Mapping):
-        raise InvalidData(f"{where} must be an object with apiName, name and dataType")
-    for key in ("apiName", "name", "dataType"):
+        raise InvalidData(f"{where} must be an object with apiName and name")
+    for key in ("apiName", "name"):
         if not raw.get(key):
             raise Blank(f"{where}.{key} cannot be blank")
-    if raw["dataType"] not in DATA_TYPES:
-        raise InvalidData(f"Invalid dataType '{raw['dataType']}' in {where}")
-    return Attribute(str(raw["apiName"]), str(raw["name"]), str(raw["dataType"]), str(raw.get("description", "")))
+    data_type = raw.get("dataType") or "string"
+    if data_type not in DATA_TYPES:
+        raise InvalidData(f"Invalid dataType '{data_type}' in {where}")
+    return Attribute(str(raw["apiName"]), str(raw["name"]), str(data_type), str(raw.get("description", "")))
 
 
 class ActivityStore:
@@ -234,7 +251,8 @@ class ActivityStore:
         if len(self.types) >= self.max_custom_types:
             raise MaxActivityTypes(f"Max activity type limit reached ({self.max_custom_types})")
         primary = _attribute(body["primaryAttribute"], "primaryAttribute")
-        attributes = self._merge_attributes(primary, (), body.get("attributes") or [])
+        # Marketo's create takes no secondary attributes: an ``attributes`` key (like any other key it does not
+        # know) is ignored, and the attributes are added with ``.../attributes/create.json``.
         now = self._clock()
         version = TypeVersion(
             str(body["name"]),
@@ -242,7 +260,6 @@ class ActivityStore:
             str(body["triggerName"]),
             str(body["filterName"]),
             primary,
-            attributes,
         )
         ctype = CustomType(self._next_type_id, api_name, now, now, draft=version)
         self._next_type_id += 1
@@ -292,9 +309,18 @@ class ActivityStore:
         self.activities.insert(at, activity)
         return activity
 
-    def record(self, lead_id: int, type_id: int, primary: Any, attributes: list[dict[str, Any]]) -> Activity:
+    def record(
+        self,
+        lead_id: int,
+        type_id: int,
+        primary: Any,
+        attributes: list[dict[str, Any]],
+        changes: list[dict[str, Any]] | None = None,
+    ) -> Activity:
         """Log a built-in activity (New Lead, Change Data Value, list changes) dated now."""
-        activity = Activity(self._next_id, lead_id, self._clock(), type_id, primary, attributes, str(uuid.uuid4()))
+        activity = Activity(
+            self._next_id, lead_id, self._clock(), type_id, primary, attributes, str(self._next_id), changes or []
+        )
         self._next_id += 1
         return self._insert(activity)
 
@@ -360,6 +386,32 @@ class ActivityStore:
         self, token: str, *, type_ids: set[int], lead_ids: set[int] | None, batch_size: int
     ) -> tuple[list[dict[str, Any]], str, bool]:
         """Activities after the token's cursor: ``(items, nextPageToken, moreResult)``."""
+        found, next_token, more = self._scan(
+            token,
+            lambda a: a.type_id in type_ids and (lead_ids is None or a.lead_id in lead_ids),
+            batch_size,
+        )
+        return [a.as_json() for a in found], next_token, more
+
+    def lead_changes(
+        self, token: str, *, fields: frozenset[str], lead_ids: set[int] | None, batch_size: int
+    ) -> tuple[list[dict[str, Any]], str, bool]:
+        """``/activities/leadchanges.json``: New Lead activities and the Change Data Value activities of
+        ``fields`` after the token's cursor, ``(items, nextPageToken, moreResult)``."""
+
+        def matches(a: Activity) -> bool:
+            if lead_ids is not None and a.lead_id not in lead_ids:
+                return False
+            if a.type_id == NEW_LEAD:
+                return True
+            return a.type_id == CHANGE_DATA_VALUE and any(c["name"] in fields for c in a.changes)
+
+        found, next_token, more = self._scan(token, matches, batch_size)
+        return [a.lead_change_json(fields) for a in found], next_token, more
+
+    def _scan(
+        self, token: str, matches: Callable[[Activity], bool], batch_size: int
+    ) -> tuple[list[Activity], str, bool]:
         parts = decode_token(token, "act")
         try:
             micros, last_id = int(parts[0]), int(parts[1])
@@ -372,12 +424,11 @@ class ActivityStore:
         last_key = cursor
         for i in range(start, len(self.activities)):
             activity = self.activities[i]
-            matches = activity.type_id in type_ids and (lead_ids is None or activity.lead_id in lead_ids)
-            if matches and len(items) == batch_size:
+            hit = matches(activity)
+            if hit and len(items) == batch_size:
                 more = True
                 break
             last_key = self._keys[i]
-            if matches:
+            if hit:
                 items.append(activity)
-        next_token = encode_token("act", _micros(last_key[0]), last_key[1])
-        return [a.as_json() for a in items], next_token, more
+        return items, encode_token("act", _micros(last_key[0]), last_key[1]), more

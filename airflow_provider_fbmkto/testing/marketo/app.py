@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from airflow_provider_fbmkto.testing.marketo import routes
-from airflow_provider_fbmkto.testing.marketo.exceptions import (
+from airflow_provider_fbmkto.testing.marketo.errors import (
     AccessTokenInvalid,
     InvalidContentType,
     InvalidJson,
@@ -30,7 +30,7 @@ from airflow_provider_fbmkto.testing.marketo.exceptions import (
     ResourceNotFound,
     error_for,
 )
-from airflow_provider_fbmkto.testing.marketo.faults import HTTP_STATUSES, MARKETO_CODES, FaultQueue
+from airflow_provider_fbmkto.testing.marketo.faults import HTTP_STATUSES, MARKETO_CODES, Fault, FaultQueue
 from airflow_provider_fbmkto.testing.marketo.fields import iso
 from airflow_provider_fbmkto.testing.marketo.handlers import (
     ApiRequest,
@@ -112,7 +112,7 @@ class MarketoApp:
     def __init__(
         self,
         model: MarketoModel,
-        faults: FaultQueue,
+        faults: FaultQueue[Fault],
         *,
         client_id: str,
         client_secret: str,
@@ -229,9 +229,13 @@ class MarketoApp:
 
     async def _fault(self, path: str) -> Outcome | None:
         """Apply the first matching injected fault: an answer to send now, or ``None`` to go on (after stalls)."""
-        kind = self.faults.take(path)
+        taken: Fault | str | None = self.faults.take(path)  # tests may script ``take`` to answer plain kinds
+        if taken is None:
+            return None
+        fault = Fault(taken, 0) if isinstance(taken, str) else taken
+        kind = fault.kind
         if kind in MARKETO_CODES:
-            message = self.model.limits.rate_message() if kind == "606" else None
+            message = fault.message or (self.model.limits.rate_message() if kind == "606" else None)
             return self._error(error_for(kind, message))
         if kind in HTTP_STATUSES:
             return Outcome(_raw(int(kind)))
@@ -255,18 +259,23 @@ class MarketoApp:
             body = {"error": "unauthorized", "error_description": "Bad client credentials"}
             return Outcome(JSONResponse(body, 401))
         token, expires_in = self.model.tokens.issue()
-        scope = f"{self.client_id}@{self.munchkin_id}.mktorest.com"
+        scope = self.model.limits.api_user  # Marketo: "the owning API-only user of the custom service"
         return Outcome(
             JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": expires_in, "scope": scope})
         )
 
     async def _rest(self, req: ApiRequest, content_type: str) -> Outcome:
         if "access_token" in req.params:
+            self.model.limits.count_in_window()
             return self._error(AccessTokenInvalid())
         auth = req.headers.get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
         try:
             self.model.tokens.check(token)
+        except MarketoError as err:
+            self.model.limits.count_in_window()  # out of the quota (601/602), not out of the rate window
+            return self._error(err)
+        try:
             admitted_at = self.model.limits.admit()
         except MarketoError as err:
             return self._error(err)

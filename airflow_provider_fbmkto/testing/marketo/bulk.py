@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_provider_fbmkto.testing.marketo.exceptions import (
+from airflow_provider_fbmkto.testing.marketo.errors import (
     Blank,
     BusinessRuleViolation,
+    ExportAlreadyQueued,
+    ExportDailyQuotaExceeded,
     ExportQueueFull,
     FieldNotFound,
     InvalidData,
@@ -154,6 +156,7 @@ class BulkExports:
         headers = body.get("columnHeaderNames") or {}
         if not isinstance(headers, Mapping):
             raise InvalidData("columnHeaderNames must be an object")
+        self._check_daily_quota()
         job = ExportJob(str(uuid.uuid4()), list(fields), fmt, kind, start, end, dict(headers), self._clock())
         job.since = job.created_at
         self.jobs[job.id] = job
@@ -162,17 +165,22 @@ class BulkExports:
     def enqueue(self, export_id: str) -> ExportJob:
         job = self.get(export_id)
         if job.status != "Created":
-            raise ExportQueueFull("Job already queued")
-        queued = sum(1 for j in self.jobs.values() if j.status == "Queued")
+            raise ExportAlreadyQueued()
+        # Marketo's queue limit is "inclusive of currently exporting jobs".
+        queued = sum(1 for j in self.jobs.values() if j.status in ("Queued", "Processing"))
         if queued >= self.max_queued:
-            raise ExportQueueFull(f"Too many jobs ({self.max_queued}) in queue")
-        if self.bytes_today() >= self.daily_bytes:
-            raise ExportQueueFull(f"Export daily quota {self.daily_bytes // (1024 * 1024)}MB exceeded")
+            raise ExportQueueFull()
+        self._check_daily_quota()
         now = self._clock()
         job.status, job.queued_at, job.since = "Queued", now, now
         self._queue_seq += 1
         job.queue_seq = self._queue_seq
         return job
+
+    def _check_daily_quota(self) -> None:
+        """1029 "Export daily quota exceeded": no job is created or enqueued until midnight US Central."""
+        if self.bytes_today() >= self.daily_bytes:
+            raise ExportDailyQuotaExceeded()
 
     def cancel(self, export_id: str) -> ExportJob:
         job = self.get(export_id)

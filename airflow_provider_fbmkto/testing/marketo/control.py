@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from airflow_provider_fbmkto.testing.marketo import routes
-from airflow_provider_fbmkto.testing.marketo.exceptions import MarketoError
+from airflow_provider_fbmkto.testing.marketo.errors import AlreadyExists, MarketoError
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.testing.marketo.emulator import MarketoEmulator
@@ -65,7 +65,7 @@ class ControlHandlers:
         except BadRequest as err:
             return JSONResponse({"error": err.message}, err.status)
         except MarketoError as err:
-            status = 409 if err.code == "1009" else 400
+            status = 409 if err.code == AlreadyExists.code else 400
             return JSONResponse({"error": err.message, "code": err.code}, status)
         return JSONResponse(payload, status)
 
@@ -76,17 +76,20 @@ class ControlHandlers:
         return 200, {"reset": True}
 
     def list_faults(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
-        return 200, {"faults": self.emu.faults.pending(), "exportFailuresPending": self.emu.model.exports.fail_next}
+        return 200, {"faults": self._pending_faults(), "exportFailuresPending": self.emu.model.exports.fail_next}
 
     def add_fault(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
-        unknown = set(body) - {"kind", "count", "path_prefix"}
+        unknown = set(body) - {"kind", "count", "path_prefix", "message"}
         if unknown:
-            raise BadRequest(f"unknown keys {sorted(unknown)}; allowed: kind, count, path_prefix")
+            raise BadRequest(f"unknown keys {sorted(unknown)}; allowed: kind, count, path_prefix, message")
         try:
-            self.emu.inject_fault(body.get("kind"), body.get("count", 1), body.get("path_prefix"))
+            self.emu.inject_fault(body.get("kind"), body.get("count", 1), body.get("path_prefix"), body.get("message"))
         except ValueError as err:
             raise BadRequest(str(err)) from None
-        return 201, {"faults": self.emu.faults.pending()}
+        return 201, {"faults": self._pending_faults()}
+
+    def _pending_faults(self) -> list[dict[str, Any]]:
+        return [f.to_dict() for f in self.emu.faults.pending()]
 
     def clear_faults(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
         self.emu.faults.clear()
@@ -155,5 +158,79 @@ class ControlHandlers:
         out = [{**j.as_json(), "statusPollIntervals": self.emu.status_poll_intervals(j.id)} for j in jobs]
         return 200, {"exports": out}
 
+    def campaigns(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        with self.emu.model.lock:
+            found = [{"id": i, "name": n} for i, n in sorted(self.emu.model.campaigns.items())]
+        return 200, {"campaigns": found}
+
+    def create_campaign(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest("name must be a non-empty string")
+        campaign_id = _int(body["id"], "id") if body.get("id") is not None else None
+        return 201, {"id": self.emu.model.create_campaign(name, campaign_id), "name": name}
+
+    def usage(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        return 200, self.emu.usage_today()
+
+    def spend_other_usage(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        unknown = set(body) - {"count", "userId"}
+        if unknown:
+            raise BadRequest(f"unknown keys {sorted(unknown)}; allowed: count, userId")
+        count = _int(body.get("count"), "count")
+        user_id = body.get("userId", "other-integration")
+        if not isinstance(user_id, str):
+            raise BadRequest("userId must be a string")
+        try:
+            counted = self.emu.spend_other_usage(count, user_id)
+        except ValueError as err:
+            raise BadRequest(str(err)) from None
+        return 200, {"counted": counted, **self.emu.usage_today()}
+
+    def merge_leads(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        unknown = set(body) - {"winner", "loser"}
+        if unknown or "winner" not in body or "loser" not in body:
+            raise BadRequest('body must be {"winner": <lead id>, "loser": <lead id>}')
+        winner, loser = _int(body["winner"], "winner"), _int(body["loser"], "loser")
+        try:
+            self.emu.merge_leads(winner, loser)
+        except KeyError as err:
+            raise BadRequest(str(err.args[0]), 404) from None
+        except ValueError as err:
+            raise BadRequest(str(err)) from None
+        return 200, {"winner": winner, "merged": [loser]}
+
     def campaign_requests(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
         return 200, {"campaignRequests": self.emu.campaign_requests()}
+
+    def create_lead(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        """A person creates a lead in Marketo: ``{"values": {"email": ..., ...}}``."""
+        return 201, {"lead": self.emu.edit_lead(None, _values(body, {"values"}))}
+
+    def edit_lead(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        """A person edits a lead in Marketo: ``{"values": {"firstName": ...}}``."""
+        try:
+            lead = self.emu.edit_lead(_int(params["id"], "lead id"), _values(body, {"values"}))
+        except KeyError as err:
+            raise BadRequest(str(err.args[0]), 404) from None
+        return 200, {"lead": lead}
+
+    def edit_company(self, request: Request, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        """A person edits a company in Marketo: ``{"externalCompanyId": ..., "values": {"company": ...}}``."""
+        values = _values(body, {"values", "externalCompanyId"})
+        external_id = body.get("externalCompanyId")
+        if not isinstance(external_id, str) or not external_id:
+            raise BadRequest("externalCompanyId must be a non-empty string")
+        try:
+            company = self.emu.edit_company(external_id, values)
+        except KeyError as err:
+            raise BadRequest(str(err.args[0]), 404) from None
+        return 200, {"company": company}
+
+
+def _values(body: Any, allowed: set[str]) -> dict[str, Any]:
+    unknown = set(body) - allowed
+    values = body.get("values")
+    if unknown or not isinstance(values, dict) or not values:
+        raise BadRequest(f'body must be {{"values": {{<field>: <value>, ...}}}} (allowed keys: {sorted(allowed)})')
+    return values

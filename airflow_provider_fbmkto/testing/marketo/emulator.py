@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_provider_fbmkto.testing.marketo.app import CallRecord, MarketoApp
 from airflow_provider_fbmkto.testing.marketo.control import ControlHandlers
-from airflow_provider_fbmkto.testing.marketo.faults import FaultQueue, validate
+from airflow_provider_fbmkto.testing.marketo.faults import Fault, new_queue, validate, validate_message
 from airflow_provider_fbmkto.testing.marketo.models import MarketoModel
 from airflow_provider_fbmkto.testing.marketo.routes import IDENTITY_PATH
 from airflow_provider_fbmkto.testing.server import ThreadedServer
@@ -33,14 +33,21 @@ class MarketoEmulator:
     :param bulk_min_poll_seconds: the export status polling pace a client should keep; faster polls are
         served but counted by :meth:`too_fast_status_polls`.
     :param bulk_step_seconds: clock seconds each export state (Queued, Processing) lasts.
-    :param company_fields: custom company fields ``{name: dataType}``; default DESIGN.md's ``fbPaymentTerms``,
+    :param company_fields: custom company fields ``{name: dataType}``; default the provider's ``fbPaymentTerms``,
         ``fbOutstandingBalance``, ``fbInvoiceCount``, ``fbPaymentStatus``, ``fbLastPaymentDate``,
         ``fbAverageDaysToPay``. Pass ``{}`` for standard fields only.
     :param lists: static lists to create, ``{id: name}``.
-    :param campaigns: requestable smart campaigns ``{id: name}``; ``None`` accepts any campaign id.
+    :param campaigns: requestable smart campaigns ``{id: name}``; any other campaign id is 1013 (as on a real
+        instance, where a campaign exists only once a Marketo user built it).
     :param updated_at_filter_supported: ``False`` answers 1035 to bulk exports filtered on ``updatedAt``.
     :param count_rejected_calls: calls refused with 606/615 still count in the window and quota (default).
     :param timeout_fault_seconds: stall of a ``timeout`` fault; ``slow_fault_seconds`` that of ``slow``.
+    :param partitions: lead partitions besides ``Default`` (id 1), e.g. ``("EMEA",)``; ids follow in order.
+    :param require_partition_name: with more than one partition, creating a lead without ``partitionName`` is
+        skipped with 1009 (an API user whose role spans partitions); otherwise new leads go to ``Default``.
+    :param api_user: the API-only user owning the custom service: the identity answer's ``scope`` and this
+        client's ``userId`` in ``stats/usage.json`` (default ``<client id>@<munchkin id>.mktorest.com``).
+    :param bulk_daily_bytes: the day's bulk export allocation (Marketo's default 500 MB); past it 1029.
     """
 
     def __init__(
@@ -69,6 +76,10 @@ class MarketoEmulator:
         max_custom_activity_types: int = 10,
         timeout_fault_seconds: float = 30.0,
         slow_fault_seconds: float = 2.0,
+        partitions: tuple[str, ...] = (),
+        require_partition_name: bool = False,
+        api_user: str | None = None,
+        bulk_daily_bytes: int = 500 * 1024 * 1024,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -90,8 +101,12 @@ class MarketoEmulator:
             bulk_step_seconds=bulk_step_seconds,
             updated_at_filter_supported=updated_at_filter_supported,
             max_custom_activity_types=max_custom_activity_types,
+            partitions=partitions,
+            require_partition_name=require_partition_name,
+            api_user=api_user or f"{client_id}@{munchkin_id}.mktorest.com",
+            bulk_daily_bytes=bulk_daily_bytes,
         )
-        self.faults = FaultQueue()
+        self.faults = new_queue()
         self.app = MarketoApp(
             self.model,
             self.faults,
@@ -176,14 +191,20 @@ class MarketoEmulator:
     def rest_calls(self) -> list[CallRecord]:
         return [c for c in self.app.calls if c.path != IDENTITY_PATH]
 
-    def inject_fault(self, kind: str, count: int = 1, path_prefix: str | None = None) -> None:
-        """Make the next ``count`` calls matching ``path_prefix`` fail with ``kind`` (see :mod:`.faults`)."""
+    def inject_fault(
+        self, kind: str, count: int = 1, path_prefix: str | None = None, message: str | None = None
+    ) -> None:
+        """Make the next ``count`` calls matching ``path_prefix`` fail with ``kind`` (see :mod:`.faults`).
+
+        :param message: the error message instead of the code's standard one (e.g. 1029's three variants).
+        """
         kind, count, path_prefix = validate(kind, count, path_prefix)
+        message = validate_message(kind, message)
         if kind == "export_failed":
             with self.model.lock:
                 self.model.exports.fail_next += count
             return
-        self.faults.add(kind, count, path_prefix)
+        self.faults.add(Fault(kind, count, path_prefix, message))
 
     # -- state views and set-up helpers ---------------------------------------------------------------
 
@@ -207,6 +228,36 @@ class MarketoEmulator:
                 if (lead_id is None or a.lead_id == lead_id) and (include_standard or a.type_id > 100000)
             ]
 
+    def edit_lead(self, lead_id: int | None, values: dict[str, Any]) -> dict[str, Any]:
+        """A person in Marketo creates (``lead_id`` None) or edits a lead; logged as New Lead / Change Data Value
+        with source "Marketo", like every change. Returns the lead's values."""
+        entity = self.model.edit_lead(lead_id, values)
+        with self.model.lock:
+            return {"id": entity.id, **entity.values}
+
+    def edit_company(self, external_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        """A person in Marketo edits a company (by ``externalCompanyId``). Returns the company's values."""
+        entity = self.model.edit_company(external_id, values)
+        with self.model.lock:
+            return {"id": entity.id, **entity.values}
+
+    def merge_leads(self, winner: int, loser: int) -> None:
+        """Merge lead ``loser`` into ``winner`` as a Marketo user would (see :meth:`.MarketoModel.merge_leads`)."""
+        self.model.merge_leads(winner, loser)
+
+    def spend_other_usage(self, calls: int, user_id: str = "other-integration") -> int:
+        """Count ``calls`` made today by another integration (API user ``user_id``) of this instance.
+
+        They share the daily quota and show in ``GET /rest/v1/stats/usage.json``; calls past the quota are
+        refused by Marketo and not counted. Returns the calls counted.
+        """
+        return self.model.limits.spend_other(calls, user_id)
+
+    def usage_today(self) -> dict[str, Any]:
+        """Today's calls (US Central day) per API user and in total, as ``stats/usage.json`` reports them."""
+        day, users = self.model.limits.usage_by_user()
+        return {"date": day.isoformat(), "total": sum(users.values()), "users": users}
+
     def list_members(self, list_id: int) -> list[int]:
         with self.model.lock:
             found = self.model.lists.get(list_id)
@@ -216,6 +267,9 @@ class MarketoEmulator:
 
     def create_list(self, name: str, list_id: int | None = None) -> int:
         return self.model.create_list(name, list_id)
+
+    def create_campaign(self, name: str, campaign_id: int | None = None) -> int:
+        return self.model.create_campaign(name, campaign_id)
 
     def campaign_requests(self) -> list[dict[str, Any]]:
         with self.model.lock:
@@ -255,10 +309,12 @@ class MarketoEmulator:
             "triggerName": f"{label} happens",
             "filterName": f"{label} happened",
             "primaryAttribute": dict(zip(("apiName", "name", "dataType"), primary_attribute, strict=True)),
-            "attributes": [dict(zip(("apiName", "name", "dataType"), a, strict=True)) for a in attributes or []],
         }
+        extra = [dict(zip(("apiName", "name", "dataType"), a, strict=True)) for a in attributes or []]
         with self.model.lock:
             ctype = self.model.activities.create_type(body)
+            if extra:
+                self.model.activities.add_attributes(api_name, {"attributes": extra})
             if approve:
                 self.model.activities.approve(api_name)
             return ctype.id

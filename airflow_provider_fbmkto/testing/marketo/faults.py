@@ -2,7 +2,9 @@
 
 Kinds:
 
-* Marketo codes ``601 602 604 606 607 608 611 615 713 1029``: HTTP 200, ``success: false``, the code's message;
+* Marketo codes ``601 602 604 606 607 608 611 614 615 713 719 1029``: HTTP 200, ``success: false``, the code's
+  message, or ``message`` when given (1029 has three: "Too many jobs in queue", "Export daily quota exceeded",
+  "Job already queued");
 * HTTP statuses ``500 502 503 413 414``: a bare non-JSON answer with that status;
 * ``timeout``: the call stalls ``timeout_seconds`` (30 s by default) holding its concurrency slot, then is
   served normally -- a client with a shorter read timeout gives up although the write lands;
@@ -10,30 +12,39 @@ Kinds:
 * ``export_failed``: the next bulk export to finish ends ``Failed`` (not tied to a path).
 
 ``path_prefix=None`` matches every REST/bulk call but not the identity endpoint; pass ``"/identity"`` to
-hit token requests.
+hit token requests. The queue is the emulators' shared :class:`~airflow_provider_fbmkto.testing.faults.FaultQueue`
+(:func:`new_queue` builds it with that identity exception).
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import asdict, dataclass
+from airflow_provider_fbmkto.testing.faults import Fault, FaultQueue
 
-MARKETO_CODES = frozenset({"601", "602", "604", "606", "607", "608", "611", "615", "713", "1029"})
+__all__ = [
+    "HTTP_STATUSES",
+    "KINDS",
+    "MARKETO_CODES",
+    "STALLS",
+    "Fault",
+    "FaultQueue",
+    "new_queue",
+    "validate",
+    "validate_message",
+]
+
+MARKETO_CODES = frozenset({"601", "602", "604", "606", "607", "608", "611", "614", "615", "713", "719", "1029"})
 HTTP_STATUSES = frozenset({"500", "502", "503", "413", "414"})
 STALLS = frozenset({"timeout", "slow"})
 KINDS = MARKETO_CODES | HTTP_STATUSES | STALLS | {"export_failed"}
 
 
-@dataclass
-class Fault:
-    kind: str
-    remaining: int
-    path_prefix: str | None = None
+#: paths a fault without ``path_prefix`` does not match
+UNSCOPED_SKIP = ("/identity",)
 
-    def matches(self, path: str) -> bool:
-        if self.path_prefix is None:
-            return not path.startswith("/identity")
-        return path.startswith(self.path_prefix)
+
+def new_queue() -> FaultQueue[Fault]:
+    """An empty queue whose unscoped faults skip the identity endpoint."""
+    return FaultQueue(unscoped_skip=UNSCOPED_SKIP)
 
 
 def validate(kind: object, count: object, path_prefix: object) -> tuple[str, int, str | None]:
@@ -47,33 +58,10 @@ def validate(kind: object, count: object, path_prefix: object) -> tuple[str, int
     return kind, count, path_prefix
 
 
-class FaultQueue:
-    """Pending faults, consumed first-in first-out by the calls they match."""
-
-    def __init__(self) -> None:
-        self._faults: list[Fault] = []
-        self._lock = threading.Lock()
-
-    def add(self, kind: str, count: int = 1, path_prefix: str | None = None) -> None:
-        kind, count, path_prefix = validate(kind, count, path_prefix)
-        with self._lock:
-            self._faults.append(Fault(kind, count, path_prefix))
-
-    def take(self, path: str) -> str | None:
-        """The kind of the first pending fault matching ``path`` (consuming one of its count), or ``None``."""
-        with self._lock:
-            for fault in self._faults:
-                if fault.kind != "export_failed" and fault.matches(path):
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                    return fault.kind
-            return None
-
-    def pending(self) -> list[dict[str, object]]:
-        with self._lock:
-            return [asdict(f) for f in self._faults]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
+def validate_message(kind: str, message: object) -> str | None:
+    """A fault's message: only for Marketo codes, a non-empty string."""
+    if message is None:
+        return None
+    if kind not in MARKETO_CODES or not isinstance(message, str) or not message.strip():
+        raise ValueError(f"message must be a non-empty string, and only for Marketo codes (not {kind!r})")
+    return message

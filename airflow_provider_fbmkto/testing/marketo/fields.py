@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from airflow_provider_fbmkto.testing.marketo.exceptions import InvalidData, Reason
+from airflow_provider_fbmkto.testing.marketo.errors import InvalidData, Reason
 
 #: Data types accepted when fields are created (lead fields, activity attributes).
 DATA_TYPES = frozenset(
@@ -70,6 +70,7 @@ STANDARD_LEAD_FIELDS = _defs(
         ("externalCompanyId", "External Company Id", "string", 100, True),
         ("leadSource", "Lead Source", "string", 255, True),
         ("unsubscribed", "Unsubscribed", "boolean", None, True),
+        ("leadPartitionId", "Lead Partition Id", "integer", None, False),
         ("createdAt", "Created At", "datetime", None, False),
         ("updatedAt", "Updated At", "datetime", None, False),
     ],
@@ -97,7 +98,7 @@ STANDARD_COMPANY_FIELDS = _defs(
     first_id=1,
 )
 
-#: Custom company fields present by default (DESIGN.md's sync fields). Real Marketo lets an admin create
+#: Custom company fields present by default (the default sync fields). Real Marketo lets an admin create
 #: company fields only in the UI; ``MarketoEmulator(company_fields={})`` gives a bare instance.
 DEFAULT_COMPANY_CUSTOM_FIELDS: dict[str, str] = {
     "fbPaymentTerms": "string",

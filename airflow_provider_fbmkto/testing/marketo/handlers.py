@@ -9,12 +9,12 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.responses import Response
 
-from airflow_provider_fbmkto.testing.marketo.exceptions import (
+from airflow_provider_fbmkto.testing.marketo.errors import (
     Blank,
     FileNotReady,
     InvalidDateFormat,
@@ -193,7 +193,17 @@ class RestHandlers:
         # Marketo leaves "result" out of a page without activities.
         return Envelope(items or None, more_result=more, next_page_token=token)
 
+    def lead_changes(self, req: ApiRequest) -> Envelope:
+        items, token, more = self.model.lead_changes_page(req.params)
+        return Envelope(items or None, more_result=more, next_page_token=token)
+
     # -- static lists and campaigns -------------------------------------------------------------------
+
+    def get_list(self, req: ApiRequest) -> Envelope:
+        return Envelope([self.model.get_list(int(req.path_params["id"]))])
+
+    def get_campaign(self, req: ApiRequest) -> Envelope:
+        return Envelope([self.model.get_campaign(int(req.path_params["id"]))])
 
     def list_members(self, req: ApiRequest) -> Envelope:
         items, token = self.model.list_page(int(req.path_params["id"]), req.params)
@@ -217,11 +227,13 @@ class RestHandlers:
         return Envelope(self.model.trigger_campaign(int(req.path_params["id"]), req.body))
 
     def usage(self, req: ApiRequest) -> Envelope:
-        usage: dict[date, int] = self.model.limits.usage()
-        today = max(usage) if usage else None
-        total = usage.get(today, 0) if today else 0
-        day = today.isoformat() if today else None
-        return Envelope([{"date": day, "total": total, "users": [{"userId": self.client_id, "count": total}]}])
+        # Every API user of the instance today (US Central), this call included, as Marketo lists them.
+        day, users = self.model.limits.usage_by_user()
+        listed = [{"userId": user, "count": count} for user, count in users.items()]
+        return Envelope([{"date": day.isoformat(), "total": sum(users.values()), "users": listed}])
+
+    def lead_partitions(self, req: ApiRequest) -> Envelope:
+        return Envelope(self.model.lead_partitions())
 
     # -- bulk export ----------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from airflow_provider_fbmkto.testing.marketo.exceptions import (
+from airflow_provider_fbmkto.testing.marketo.errors import (
     AccessTokenExpired,
     AccessTokenInvalid,
     ConcurrentAccessLimit,
@@ -88,6 +88,7 @@ class Limits:
         self,
         clock: Clock,
         *,
+        api_user: str = "api-user",
         rate_limit: int,
         window_seconds: float,
         max_concurrency: int,
@@ -95,6 +96,7 @@ class Limits:
         count_rejected: bool = True,
     ) -> None:
         self._clock = clock
+        self.api_user = api_user
         self.rate_limit = rate_limit
         self.window_seconds = window_seconds
         self.max_concurrency = max_concurrency
@@ -103,7 +105,8 @@ class Limits:
         self._lock = threading.Lock()
         self._window: deque[datetime] = deque()
         self._in_flight = 0
-        self._usage: dict[date, int] = {}
+        #: calls per quota day and API user: this client's calls and other integrations' (:meth:`spend_other`)
+        self._usage: dict[date, dict[str, int]] = {}
 
     def rate_message(self) -> str:
         return f"Max rate limit '{self.rate_limit}' exceeded with in '{self.window_seconds:g}' secs"
@@ -122,34 +125,72 @@ class Limits:
                 self._count_rejected(now)
                 raise RateLimitExceeded(self.rate_message())
             day = quota_day(now)
-            if self._usage.get(day, 0) >= self.daily_quota:
+            if self._total(day) >= self.daily_quota:
                 raise DailyQuotaReached()
             self._window.append(now)
-            self._usage[day] = self._usage.get(day, 0) + 1
+            self._add(day, self.api_user, 1)
             self._in_flight += 1
             return now
+
+    def count_in_window(self) -> None:
+        """A call that reached the API but was refused before admission (601/602): Marketo documents those
+        codes as not counted in the daily *quota* only, so the strict reading keeps it in the rate window."""
+        if self.count_rejected:
+            with self._lock:
+                self._window.append(self._clock())
+
+    def _total(self, day: date) -> int:
+        return sum(self._usage.get(day, {}).values())
+
+    def _add(self, day: date, user: str, calls: int) -> None:
+        users = self._usage.setdefault(day, {})
+        users[user] = max(0, users.get(user, 0) + calls)
 
     def _count_rejected(self, now: datetime) -> None:
         if self.count_rejected:
             self._window.append(now)
-            day = quota_day(now)
-            self._usage[day] = self._usage.get(day, 0) + 1
+            self._add(quota_day(now), self.api_user, 1)
+
+    def spend_other(self, calls: int, user_id: str) -> int:
+        """Count ``calls`` made today by another API user of the instance (another integration).
+
+        They share the daily quota: calls past it are refused by Marketo (607) and not counted, so at most the
+        quota's remainder is added. Other users' calls are not in this client's rate window (they are spread
+        over the day). Returns the calls counted.
+        """
+        if calls < 0:
+            raise ValueError("calls must be >= 0")
+        if not user_id or user_id == self.api_user:
+            raise ValueError(f"user_id must name another API user than this client's ({self.api_user!r})")
+        with self._lock:
+            day = quota_day(self._clock())
+            counted = min(calls, max(0, self.daily_quota - self._total(day)))
+            if counted:
+                self._add(day, user_id, counted)
+            return counted
 
     def release(self, admitted_at: datetime, *, refund_quota: bool) -> None:
         """End an admitted call; ``refund_quota`` when its answer carries a quota-exempt code."""
         with self._lock:
             self._in_flight -= 1
             if refund_quota:
-                day = quota_day(admitted_at)
-                self._usage[day] = max(0, self._usage.get(day, 0) - 1)
+                self._add(quota_day(admitted_at), self.api_user, -1)
 
     def used_today(self) -> int:
+        """Calls counted today by every API user of the instance."""
         with self._lock:
-            return self._usage.get(quota_day(self._clock()), 0)
+            return self._total(quota_day(self._clock()))
 
     def usage(self) -> dict[date, int]:
+        """Calls per quota day, every API user together."""
         with self._lock:
-            return dict(self._usage)
+            return {day: self._total(day) for day in self._usage}
+
+    def usage_by_user(self, day: date | None = None) -> tuple[date, dict[str, int]]:
+        """``(day, {userId: calls})`` of ``day`` (default today, US Central); users with no calls left out."""
+        with self._lock:
+            day = day or quota_day(self._clock())
+            return day, {u: n for u, n in sorted(self._usage.get(day, {}).items()) if n > 0}
 
     def in_window(self) -> int:
         with self._lock:

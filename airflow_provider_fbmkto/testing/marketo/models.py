@@ -1,29 +1,26 @@
 """The Marketo instance's state and rules (moto's ``models.py``): one :class:`MarketoModel` per emulator.
 
 Every public method takes the model's lock, so the HTTP handlers (event-loop thread) and a test's own
-thread can both use it. Response-level failures are raised as :mod:`.exceptions` classes; per-record
+thread can both use it. Response-level failures are raised as :mod:`.errors` classes; per-record
 outcomes are returned in the result list, in input order.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_fbmkto.testing.marketo.activities import ActivityStore
 from airflow_provider_fbmkto.testing.marketo.bulk import BulkExports, ExportJob
-from airflow_provider_fbmkto.testing.marketo.exceptions import (
+from airflow_provider_fbmkto.testing.marketo.errors import (
     AlreadyExists,
     Blank,
     CrmEnabled,
-    FieldNotSupported,
     InvalidData,
-    MarketoError,
     ObjectNotFound,
-    Reason,
 )
 from airflow_provider_fbmkto.testing.marketo.fields import (
     DEFAULT_COMPANY_CUSTOM_FIELDS,
@@ -33,19 +30,20 @@ from airflow_provider_fbmkto.testing.marketo.fields import (
     encode_token,
     iso,
 )
+from airflow_provider_fbmkto.testing.marketo.leads import LeadRules, StaticList, partition_ids
 from airflow_provider_fbmkto.testing.marketo.limits import Limits, TokenStore
-from airflow_provider_fbmkto.testing.marketo.records import ACTIONS, MAX_BATCH, Entity, company_store, lead_store
+from airflow_provider_fbmkto.testing.marketo.records import (
+    ACTIONS,
+    MAX_BATCH,
+    Entity,
+    company_store,
+    input_list,
+    lead_store,
+    record_result,
+)
 
-MAX_LEAD_FIELDS_PER_CALL = 100
 MAX_CAMPAIGN_LEADS = 100
-ADD_TO_LIST, REMOVE_FROM_LIST, NEW_LEAD, CHANGE_DATA_VALUE = 24, 25, 12, 13
-
-
-@dataclass
-class StaticList:
-    id: int
-    name: str
-    members: dict[int, None] = field(default_factory=dict)
+ADD_TO_LIST, REMOVE_FROM_LIST = 24, 25
 
 
 @dataclass(frozen=True)
@@ -66,29 +64,7 @@ def _crm_mode(value: bool | str | None) -> str | None:
     raise ValueError(f"crm_synced must be False, True, 'response' or 'record', not {value!r}")
 
 
-def input_list(body: Any, limit: int = MAX_BATCH) -> list[Any]:
-    """The ``input`` array of a write: 701 when absent or empty, 1003 when longer than ``limit``."""
-    if not isinstance(body, Mapping):
-        raise InvalidData("Request body must be a JSON object")
-    records = body.get("input")
-    if not isinstance(records, list) or not records:
-        raise Blank("input cannot be blank")
-    if len(records) > limit:
-        raise InvalidData(f"Too many records in input ({len(records)}), the limit is {limit}")
-    return records
-
-
-def _result(status: str, entity: Entity | None, reasons: list[Reason]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if entity is not None:
-        out["id"] = entity.id
-    out["status"] = status
-    if reasons:
-        out["reasons"] = [r.as_json() for r in reasons]
-    return out
-
-
-class MarketoModel:
+class MarketoModel(LeadRules):
     """State, limits and rules of one emulated Marketo instance (see the package docstring's table)."""
 
     def __init__(
@@ -108,16 +84,23 @@ class MarketoModel:
         bulk_step_seconds: float = 1.0,
         updated_at_filter_supported: bool = True,
         max_custom_activity_types: int = 10,
+        partitions: Iterable[str] = (),
+        require_partition_name: bool = False,
+        api_user: str = "api-user",
+        bulk_daily_bytes: int = 500 * 1024 * 1024,
     ) -> None:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self.lock = threading.RLock()
         self.crm_synced = _crm_mode(crm_synced)
+        self.partitions = partition_ids(partitions)
+        self.require_partition_name = require_partition_name
         self._company_fields = dict(DEFAULT_COMPANY_CUSTOM_FIELDS if company_fields is None else company_fields)
         self._initial_lists = dict(lists or {})
-        self.campaigns = dict(campaigns) if campaigns is not None else None
+        self._initial_campaigns = dict(campaigns or {})
         self.tokens = TokenStore(self.clock, token_ttl)
         self.limits = Limits(
             self.clock,
+            api_user=api_user,
             rate_limit=rate_limit,
             window_seconds=window_seconds,
             max_concurrency=max_concurrency,
@@ -133,6 +116,7 @@ class MarketoModel:
             self._export_rows,
             step_seconds=bulk_step_seconds,
             updated_at_filter_supported=updated_at_filter_supported,
+            daily_bytes=bulk_daily_bytes,
         )
         self.reset()
 
@@ -148,6 +132,7 @@ class MarketoModel:
             self.activities.reset()
             self.exports.reset()
             self.lists: dict[int, StaticList] = {i: StaticList(i, n) for i, n in self._initial_lists.items()}
+            self.campaigns: dict[int, str] = dict(self._initial_campaigns)
             self.campaign_requests: list[CampaignRequest] = []
 
     # -- set-up helpers (no HTTP) ---------------------------------------------------------------------
@@ -171,31 +156,7 @@ class MarketoModel:
             self.lists[list_id] = StaticList(list_id, name)
             return list_id
 
-    # -- leads ----------------------------------------------------------------------------------------
-
-    def _lead_changed(self, lead: Entity, changed: dict[str, tuple[Any, Any]], created: bool) -> None:
-        if created:
-            self.activities.record(lead.id, NEW_LEAD, None, [{"name": "Source Type", "value": "Web service API"}])
-            return
-        for name, (old, new) in changed.items():
-            attrs = [
-                {"name": "New Value", "value": new},
-                {"name": "Old Value", "value": old},
-                {"name": "Reason", "value": "Web service API"},
-                {"name": "Source", "value": "Web service API"},
-            ]
-            self.activities.record(lead.id, CHANGE_DATA_VALUE, self.leads.fields[name].display_name, attrs)
-
-    def sync_leads(self, body: Any) -> list[dict[str, Any]]:
-        with self.lock:
-            records = input_list(body)
-            action = body.get("action") or "createOrUpdate"
-            if action not in ACTIONS:
-                raise InvalidData(f"Invalid action '{action}'")
-            lookup = body.get("lookupField") or "email"
-            if lookup not in ("email", "id"):
-                raise FieldNotSupported(f"Field '{lookup}' not supported")
-            return [_result(*self.leads.upsert(r, action=action, key=lookup)) for r in records]
+    # -- lead and company reads ----------------------------------------------------------------------
 
     def query(self, store: str, params: Mapping[str, str]) -> tuple[list[dict[str, Any]], str | None]:
         """``GET /leads.json`` and ``/companies.json`` by filterType/filterValues, one page."""
@@ -214,40 +175,6 @@ class MarketoModel:
                 items = [{"seq": i, **item} for i, item in enumerate(items)]
             return items, token
 
-    def describe2_leads(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [
-                {
-                    "name": "API Lead",
-                    "searchableFields": [[f] for f in self.leads.searchable],
-                    "fields": [f.describe2() for f in self.leads.fields.values()],
-                }
-            ]
-
-    def describe_leads(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [f.describe() for f in self.leads.fields.values()]
-
-    def create_lead_fields(self, body: Any) -> list[dict[str, Any]]:
-        with self.lock:
-            out: list[dict[str, Any]] = []
-            for raw in input_list(body, MAX_LEAD_FIELDS_PER_CALL):
-                name = raw.get("name") if isinstance(raw, Mapping) else None
-                missing = [
-                    k for k in ("name", "displayName", "dataType") if not isinstance(raw, Mapping) or not raw.get(k)
-                ]
-                if missing:
-                    reason = Reason("1002", f"Missing value for required parameter '{missing[0]}'")
-                    out.append({"name": name, "status": "skipped", "reasons": [reason.as_json()]})
-                    continue
-                try:
-                    self.leads.add_field(str(name), str(raw["dataType"]), str(raw["displayName"]), raw.get("length"))
-                except MarketoError as err:
-                    out.append({"name": name, "status": "skipped", "reasons": [err.reason().as_json()]})
-                    continue
-                out.append({"name": name, "status": "created"})
-            return out
-
     # -- companies ------------------------------------------------------------------------------------
 
     def sync_companies(self, body: Any) -> list[dict[str, Any]]:
@@ -265,9 +192,9 @@ class MarketoModel:
             out: list[dict[str, Any]] = []
             for seq, record in enumerate(records):
                 if self.crm_synced == "record":
-                    out.append({"seq": seq, **_result("skipped", None, [CrmEnabled().reason()])})
+                    out.append({"seq": seq, **record_result("skipped", None, [CrmEnabled().reason()])})
                     continue
-                out.append({"seq": seq, **_result(*self.companies.upsert(record, action=action, key=key))})
+                out.append({"seq": seq, **record_result(*self.companies.upsert(record, action=action, key=key))})
             return out
 
     def describe_companies(self) -> list[dict[str, Any]]:
@@ -303,6 +230,36 @@ class MarketoModel:
                 raise InvalidData(f"batchSize must be between 1 and {MAX_BATCH}")
             return self.activities.page(token, type_ids=type_ids, lead_ids=lead_ids, batch_size=batch)
 
+    def lead_changes_page(self, params: Mapping[str, str]) -> tuple[list[dict[str, Any]], str, bool]:
+        """``GET /activities/leadchanges.json``: ``nextPageToken`` and ``fields`` (lead fields) required."""
+        with self.lock:
+            token = params.get("nextPageToken")
+            if not token:
+                raise Blank("nextPageToken cannot be blank")
+            names = [f.strip() for f in params.get("fields", "").split(",") if f.strip()]
+            if not names:
+                raise Blank("fields cannot be blank")
+            fields = frozenset(self.leads.check_fields(names))  # 1006 for a name that is no lead field
+            lead_ids = _id_set(params.get("leadIds"), "leadIds", 30) or None
+            if params.get("listId"):
+                members = set(self._list(_int_param(params, "listId", 0)).members)
+                lead_ids = members if lead_ids is None else lead_ids & members
+            batch = _int_param(params, "batchSize", MAX_BATCH)
+            if not 1 <= batch <= MAX_BATCH:
+                raise InvalidData(f"batchSize must be between 1 and {MAX_BATCH}")
+            return self.activities.lead_changes(token, fields=fields, lead_ids=lead_ids, batch_size=batch)
+
+    def edit_company(self, external_id: str, values: Mapping[str, Any]) -> Entity:
+        """A person in Marketo edits a company (companies log no activities). :raises KeyError: no such company."""
+        with self.lock:
+            if not self.companies.find("externalCompanyId", external_id):
+                raise KeyError(f"no company {external_id}")
+            record = {**{k: v for k, v in values.items() if k != "externalCompanyId"}, "externalCompanyId": external_id}
+            status, entity, reasons = self.companies.upsert(record, action="updateOnly", key="externalCompanyId")
+            if entity is None:
+                raise InvalidData("; ".join(r.message for r in reasons) or f"company not {status}")
+            return entity
+
     # -- static lists and campaigns -------------------------------------------------------------------
 
     def _list(self, list_id: int) -> StaticList:
@@ -310,6 +267,30 @@ class MarketoModel:
         if found is None:
             raise ObjectNotFound(f"Static list {list_id} not found")
         return found
+
+    def get_list(self, list_id: int) -> dict[str, Any]:
+        """``GET /rest/v1/lists/{id}.json``: the list's id and name (unknown list: 1013)."""
+        with self.lock:
+            found = self._list(list_id)
+            return {"id": found.id, "name": found.name, "description": "", "workspaceName": "Default"}
+
+    def create_campaign(self, name: str, campaign_id: int | None = None) -> int:
+        """Create a requestable smart campaign (a Marketo user does this in the UI); return its id."""
+        with self.lock:
+            if campaign_id is None:
+                campaign_id = max([1000, *self.campaigns]) + 1
+            if campaign_id in self.campaigns:
+                raise AlreadyExists(f"Campaign {campaign_id} already exists")
+            self.campaigns[campaign_id] = name
+            return campaign_id
+
+    def get_campaign(self, campaign_id: int) -> dict[str, Any]:
+        """``GET /rest/v1/campaigns/{id}.json``: a trigger campaign, active (unknown campaign: 1013)."""
+        with self.lock:
+            if campaign_id not in self.campaigns:
+                raise ObjectNotFound(f"Campaign {campaign_id} not found")
+            name = self.campaigns[campaign_id]
+            return {"id": campaign_id, "name": name, "type": "trigger", "workspaceName": "Default", "active": True}
 
     def change_list(self, list_id: int, ids: list[Any], *, add: bool) -> list[dict[str, Any]]:
         with self.lock:
@@ -359,7 +340,7 @@ class MarketoModel:
 
     def trigger_campaign(self, campaign_id: int, body: Any) -> list[dict[str, Any]]:
         with self.lock:
-            if self.campaigns is not None and campaign_id not in self.campaigns:
+            if campaign_id not in self.campaigns:
                 raise ObjectNotFound(f"Campaign {campaign_id} not found")
             spec = body.get("input") if isinstance(body, Mapping) else None
             leads = spec.get("leads") if isinstance(spec, Mapping) else None
@@ -417,6 +398,8 @@ def _skipped(lead_id: int | None, code: str, message: str) -> dict[str, Any]:
 
 def _full(entity: Entity) -> dict[str, Any]:
     out: dict[str, Any] = {"id": entity.id, **entity.values}
+    if entity.partition_id is not None:
+        out["leadPartitionId"] = entity.partition_id
     out["createdAt"] = iso(entity.created_at) if entity.created_at else None
     out["updatedAt"] = iso(entity.updated_at) if entity.updated_at else None
     return out

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_fbmkto.testing.marketo.exceptions import (
+from airflow_provider_fbmkto.testing.marketo.errors import (
     AlreadyExists,
     Blank,
     FieldNotFound,
@@ -39,10 +39,14 @@ class Entity:
     values: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: the lead partition a lead lives in (``leadPartitionId``); None for companies
+    partition_id: int | None = None
 
     def get(self, name: str) -> Any:
         if name == "id":
             return self.id
+        if name == "leadPartitionId":
+            return self.partition_id
         if name == "createdAt":
             return iso(self.created_at) if self.created_at else None
         if name == "updatedAt":
@@ -57,6 +61,29 @@ class Entity:
             if value is not None:
                 out[name] = value
         return out
+
+
+def input_list(body: Any, limit: int = MAX_BATCH) -> list[Any]:
+    """The ``input`` array of a write: 701 when absent or empty, 1003 when longer than ``limit``."""
+    if not isinstance(body, Mapping):
+        raise InvalidData("Request body must be a JSON object")
+    records = body.get("input")
+    if not isinstance(records, list) or not records:
+        raise Blank("input cannot be blank")
+    if len(records) > limit:
+        raise InvalidData(f"Too many records in input ({len(records)}), the limit is {limit}")
+    return records
+
+
+def record_result(status: str, entity: Entity | None, reasons: list[Reason]) -> dict[str, Any]:
+    """One per-record result: ``{id, status, reasons}`` (``id`` and ``reasons`` only when there are)."""
+    out: dict[str, Any] = {}
+    if entity is not None:
+        out["id"] = entity.id
+    out["status"] = status
+    if reasons:
+        out["reasons"] = [r.as_json() for r in reasons]
+    return out
 
 
 class EntityStore:
@@ -93,7 +120,7 @@ class EntityStore:
     # -- schema ---------------------------------------------------------------------------------------
 
     def add_field(self, name: str, data_type: str, display_name: str | None = None, length: int | None = None) -> None:
-        """Add a custom field; raise 1009 when it exists (case-insensitive) and 1003 for a bad type."""
+        """Add a custom field; raise 1017 when it exists (case-insensitive) and 1003 for a bad type."""
         if not name or not name[0].isalpha() or not name.replace("_", "").isalnum():
             raise InvalidData(f"Invalid field name '{name}'")
         if data_type not in DATA_TYPES:
@@ -121,15 +148,27 @@ class EntityStore:
         wanted = str(value).lower()
         return [e for e in self.items.values() if str(e.values.get(key, "")).lower() == wanted]
 
-    def upsert(self, record: Any, *, action: str, key: str) -> tuple[str, Entity | None, list[Reason]]:
-        """Apply one input record: ``(status, entity, reasons)`` with status created/updated/skipped."""
+    def upsert(
+        self,
+        record: Any,
+        *,
+        action: str,
+        key: str,
+        partition_id: int | None = None,
+        create_refused: Reason | None = None,
+    ) -> tuple[str, Entity | None, list[Reason]]:
+        """Apply one input record: ``(status, entity, reasons)`` with status created/updated/skipped.
+
+        :param partition_id: the lead partition a created lead goes into (an updated one stays where it is).
+        :param create_refused: when set, a record that would create is skipped with this reason instead.
+        """
         if not isinstance(record, Mapping) or not record:
             return "skipped", None, [Reason("1003", "Invalid data")]
         for name in record:
             if name not in self.fields:
                 return "skipped", None, [Reason("1006", f"Field '{name}' not found")]
         for name in record:
-            if name in ("createdAt", "updatedAt"):
+            if name != "id" and not self.fields[name].updateable:  # createdAt, updatedAt, leadPartitionId
                 return "skipped", None, [Reason("1011", f"Field '{name}' not supported")]
             if name == "id" and key != "id":
                 return "skipped", None, [Reason("1003", "Field 'id' is only accepted when looking up by id")]
@@ -163,7 +202,9 @@ class EntityStore:
         if action == "updateOnly" or key == "id":
             noun = "Lead" if self.kind == "lead" else "Company"
             return "skipped", None, [Reason("1004" if self.kind == "lead" else "1013", f"{noun} not found")]
-        entity = Entity(self._next_id, values, now, now)
+        if create_refused is not None:
+            return "skipped", None, [create_refused]
+        entity = Entity(self._next_id, values, now, now, partition_id)
         self._next_id += 1
         self.items[entity.id] = entity
         if self.on_change:

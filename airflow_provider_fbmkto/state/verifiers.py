@@ -6,32 +6,30 @@ verify request (anyone can post one), so it stores the verifier *unconfirmed*; `
 (or ``verify``) sends it to FreshBooks and marks it confirmed only when FreshBooks accepts it. Only confirmed
 verifiers (and the connection's ``webhook_verifier`` extra) authenticate deliveries.
 
-The table ``fbmkto_webhook_verifiers`` lives beside the state package's tables (same ``fbmkto_`` prefix) and is
-created on first use.
+The table ``fbmkto_webhook_verifiers`` is created with the other state tables (``StateDB.create_all``); its
+name and columns are the ones the receiver used to create itself, so existing databases keep their verifiers.
 """
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import Engine, String, Text, delete, select, update
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from cryptography.fernet import InvalidToken, MultiFernet
+from sqlalchemy import String, Text, delete, select, update
+from sqlalchemy.orm import Mapped, mapped_column
 
-from airflow_provider_fbmkto.exceptions import ConfigError
 from airflow_provider_fbmkto.state._util import utcnow
-from airflow_provider_fbmkto.state.db import StateDB
-from airflow_provider_fbmkto.state.models import UTCDateTime
-from airflow_provider_fbmkto.state.tokens import NO_KEY_MESSAGE
+from airflow_provider_fbmkto.state.models import Base, UTCDateTime
+from airflow_provider_fbmkto.state.tokens import fernet_keys
+
+if TYPE_CHECKING:
+    from airflow_provider_fbmkto.state.db import StateDB
+
+__all__ = ["WebhookVerifierRow", "WebhookVerifiers"]
 
 
-class _Base(DeclarativeBase):
-    pass
-
-
-class WebhookVerifierRow(_Base):
+class WebhookVerifierRow(Base):
     """One callback's verifier (encrypted) and whether FreshBooks accepted it."""
 
     __tablename__ = "fbmkto_webhook_verifiers"
@@ -41,10 +39,6 @@ class WebhookVerifierRow(_Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-_ready: set[tuple[int, str]] = set()
-_ready_lock = threading.Lock()
 
 
 class WebhookVerifiers:
@@ -57,33 +51,10 @@ class WebhookVerifiers:
         self._db = db
 
     def _fernet(self) -> MultiFernet:
-        keys = [k.strip() for k in (self._db.fernet_key or "").split(",") if k.strip()]
-        if not keys:
-            raise ConfigError(NO_KEY_MESSAGE)
-        try:
-            return MultiFernet([Fernet(k.encode()) for k in keys])
-        except (ValueError, TypeError):
-            raise ConfigError("the Fernet key of the fbmkto state DB is not a valid Fernet key") from None
-
-    def _ensure_table(self) -> None:
-        engine: Engine = self._db.engine
-        key = (id(engine), str(engine.url))
-        if key in _ready:
-            return
-        for attempt in (1, 2):
-            try:
-                with self._db.write_tx() as conn:
-                    _Base.metadata.create_all(conn, checkfirst=True)
-                break
-            except DBAPIError:  # another process created it between check and CREATE
-                if attempt == 2:
-                    raise
-        with _ready_lock:
-            _ready.add(key)
+        return MultiFernet(fernet_keys(self._db.fernet_key))
 
     def store(self, account: str, callback_id: str, verifier: str) -> None:
         """Keep the verifier of a ``callback.verify`` request, unconfirmed (replaces an older one)."""
-        self._ensure_table()
         ciphertext = self._fernet().encrypt(verifier.encode()).decode()
         stmt = self._db.insert(WebhookVerifierRow).values(
             account=account, callback_id=str(callback_id), ciphertext=ciphertext, received_at=utcnow()
@@ -107,7 +78,6 @@ class WebhookVerifiers:
 
     def pending(self, callback_id: str) -> tuple[str, str] | None:
         """``(account, verifier)`` of the latest verify request for ``callback_id``, if one arrived."""
-        self._ensure_table()
         with self._db.read_tx() as conn:
             row = conn.execute(
                 select(WebhookVerifierRow.account, WebhookVerifierRow.ciphertext)
@@ -122,7 +92,6 @@ class WebhookVerifiers:
 
     def confirm(self, account: str, callback_id: str) -> None:
         """Mark the verifier accepted by FreshBooks: from now on it authenticates deliveries."""
-        self._ensure_table()
         with self._db.write_tx() as conn:
             conn.execute(
                 update(WebhookVerifierRow)
@@ -132,7 +101,6 @@ class WebhookVerifiers:
 
     def confirmed(self, account: str) -> list[str]:
         """The confirmed verifiers of ``account`` (one per verified callback)."""
-        self._ensure_table()
         with self._db.read_tx() as conn:
             rows = conn.execute(
                 select(WebhookVerifierRow.ciphertext).where(
@@ -144,6 +112,5 @@ class WebhookVerifiers:
 
     def forget(self, callback_id: str) -> None:
         """Drop the verifier of a deleted callback."""
-        self._ensure_table()
         with self._db.write_tx() as conn:
             conn.execute(delete(WebhookVerifierRow).where(WebhookVerifierRow.callback_id == str(callback_id)))

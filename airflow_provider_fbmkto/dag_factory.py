@@ -1,13 +1,20 @@
-"""Build one DAG per configured account (``fbmkto_sync__<name>``); the DAG file calls :func:`build_dags`."""
+"""Build one DAG per configured account (``fbmkto_sync__<name>``); the DAG file calls :func:`build_dags`.
+
+Parse-time settings come from the provider's ``[fbmkto]`` section of Airflow's configuration (declared in the
+provider info, so ``airflow config list`` shows them; ``AIRFLOW__FBMKTO__<OPTION>`` sets one). The older
+``FBMKTO_…`` environment variable of each option still overrides it (the demo and the tests use them).
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID
 from airflow_provider_fbmkto.sync.config import load_config_collecting
 from airflow_provider_fbmkto.sync.config_schema import AccountConfig, AccountConfigError, config_path
 from airflow_provider_fbmkto.sync.window import start_of_day
@@ -25,22 +32,48 @@ gone overdue in it become Marketo activities dated at the event; the clients the
 companies and leads (payment health, lists). Every write is in the ledger, so reruns and overlapping
 backfills write nothing twice.
 
-* **Backfill:** `airflow backfill create --dag-id {dag_id} --from-date 2025-03-01 --to-date 2025-03-31`
-* **Manual run** (Trigger with config): `window_start` / `window_end` (ISO dates; default: since the last
-  successful run), `replay_failed` (re-send rows Marketo skipped, after fixing the cause), `dry_run`
-  (compute and report, write nothing), `full_refresh` (re-pull FreshBooks, recompute every company and lead).
+* **Backfill:** `airflow backfill create --dag-id {dag_id} --from-date 2025-03-01 --to-date 2025-03-31
+  --max-active-runs 1`
+* **Manual run** (Trigger with config): `window_start` / `window_end` (ISO dates, read in {tz}: a date is
+  that day's midnight there; default: since the last successful run), `replay_failed` (re-send rows Marketo
+  skipped, after fixing the cause), `dry_run` (compute and report, write nothing), `full_refresh` (re-pull
+  FreshBooks, recompute every company and lead).
 * **Ledger:** `fbmkto ledger status --account {name}`, `fbmkto ledger show-failed --account {name}`.
 
 FreshBooks connection `{fb}`, Marketo connection `{mk}`, schedule `{schedule}` ({tz}).
 """
 
 
+#: Airflow config option of section ``fbmkto`` -> (the environment variable that overrides it, its default).
+SETTINGS: dict[str, tuple[str, str]] = {
+    "retry_delay_seconds": ("FBMKTO_RETRY_DELAY_SECONDS", "60"),
+    "export_poll_seconds": ("FBMKTO_EXPORT_POLL_SECONDS", "60"),
+    "event_poll_seconds": ("FBMKTO_EVENT_POLL_SECONDS", "30"),
+}
+
+
+def setting(option: str) -> str:
+    """The value of ``[fbmkto] <option>``: its ``FBMKTO_…`` variable if set, else Airflow's config, else the default."""
+    env_var, default = SETTINGS[option]
+    if env_var in os.environ:
+        return os.environ[env_var]
+    from airflow.configuration import conf
+
+    return str(conf.get("fbmkto", option, fallback=default))
+
+
 def _params() -> dict[str, Any]:
     from airflow.sdk import Param
 
     return {
-        "window_start": Param(None, type=["null", "string"], description="ISO date/time; default: last success"),
-        "window_end": Param(None, type=["null", "string"], description="ISO date/time; default: now"),
+        "window_start": Param(
+            None,
+            type=["null", "string"],
+            description="ISO date/time (a date: the account's midnight); default: last success",
+        ),
+        "window_end": Param(
+            None, type=["null", "string"], description="ISO date/time (a date: the account's midnight); default: now"
+        ),
         "replay_failed": Param(False, type="boolean", description="re-send ledger rows Marketo skipped"),
         "dry_run": Param(False, type="boolean", description="compute and report; write nothing to Marketo"),
         "full_refresh": Param(False, type="boolean", description="re-pull everything; recompute all companies"),
@@ -55,13 +88,12 @@ def _exponential_backoff() -> float | bool:
     return True if isinstance(BaseOperator.retry_exponential_backoff, bool) else 2.0
 
 
-def build_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = "fbmkto_state") -> Any:
+def build_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = DEFAULT_CONN_ID) -> Any:
     """The sync DAG of one account: extract → map → load → reconcile → report."""
     import pendulum
-    from airflow.sdk import DAG
-    from airflow.timetables.interval import CronDataIntervalTimetable
+    from airflow.sdk import DAG, CronDataIntervalTimetable
 
-    from airflow_provider_fbmkto.operators.sync import (
+    from airflow_provider_fbmkto.operators.steps import (
         FbmktoMapRecordsOperator,
         FbmktoSyncReportOperator,
         FreshBooksExtractRecordsOperator,
@@ -71,7 +103,7 @@ def build_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = "fbmkt
 
     default_args: dict[str, Any] = {
         "retries": acct.retries,
-        "retry_delay": timedelta(seconds=int(os.environ.get("FBMKTO_RETRY_DELAY_SECONDS", "60"))),
+        "retry_delay": timedelta(seconds=int(setting("retry_delay_seconds"))),
         "retry_exponential_backoff": _exponential_backoff(),
         "max_retry_delay": timedelta(minutes=30),
     }
@@ -101,16 +133,20 @@ def build_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = "fbmkt
         load = MarketoLoadRecordsOperator(task_id="load", **common, **_load_pool(acct))
         reconcile = MarketoReconcileLeadsOperator(
             task_id="reconcile",
-            poll_interval=float(os.environ.get("FBMKTO_EXPORT_POLL_SECONDS", "60")),
+            poll_interval=float(setting("export_poll_seconds")),
             **common,
             **marketo,
         )
-        report = FbmktoSyncReportOperator(task_id="report", **common)
+        # The account's notifiers go on ``report``: it runs after every run (trigger rule all_done) and fails
+        # whenever the run failed or left rows beyond its alerts, so they are called once per failed run.
+        report = FbmktoSyncReportOperator(
+            task_id="report", on_failure_callback=_notifiers(acct, cfg_path) or None, **common
+        )
         extract >> mapped >> load >> reconcile >> report
     return dag
 
 
-def build_events_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = "fbmkto_state") -> Any:
+def build_events_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str = DEFAULT_CONN_ID) -> Any:
     """The webhook-driven DAG of an account with ``webhooks: true`` (``fbmkto_events__<name>``).
 
     It runs continuously: a deferrable sensor waits (in the triggerer, holding no worker slot) until the
@@ -121,7 +157,7 @@ def build_events_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str =
     import pendulum
     from airflow.sdk import DAG
 
-    from airflow_provider_fbmkto.operators.sync import (
+    from airflow_provider_fbmkto.operators.steps import (
         FbmktoMapRecordsOperator,
         FbmktoSyncReportOperator,
         FreshBooksExtractRecordsOperator,
@@ -145,7 +181,7 @@ def build_events_dag(acct: AccountConfig, cfg_path: str, *, state_conn_id: str =
             task_id="wait_for_events",
             account=acct.name,
             state_conn_id=state_conn_id,
-            poke_interval=float(os.environ.get("FBMKTO_EVENT_POLL_SECONDS", "30")),
+            poke_interval=float(setting("event_poll_seconds")),
             timeout=timedelta(days=7).total_seconds(),
         )
         extract = FreshBooksExtractRecordsOperator(task_id="extract", **common)
@@ -160,6 +196,31 @@ def _load_pool(acct: AccountConfig) -> dict[str, Any]:
     return {"pool": acct.pool, "pool_slots": LOAD_POOL_SLOTS} if acct.pool else {}
 
 
+def _notifiers(acct: AccountConfig, source: str) -> list[Any]:
+    """The account's ``alerts.notify`` as notifier objects (Airflow calls them when a run fails)."""
+    out = []
+    for i, spec in enumerate(acct.alerts.notify):
+        where = f"alerts.notify[{i}]"
+        module, _, name = spec.classpath.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise AccountConfigError(
+                source,
+                acct.name,
+                f"{where}.classpath",
+                f"cannot import {spec.classpath!r} ({exc}); "
+                "install the provider that has it in every Airflow component, or fix the path",
+            ) from None
+        try:
+            out.append(cls(**dict(spec.kwargs)))
+        except TypeError as exc:
+            raise AccountConfigError(
+                source, acct.name, f"{where}.kwargs", f"{spec.classpath} refused them: {exc}"
+            ) from None
+    return out
+
+
 def build_dags(
     dag_file: str | Path, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], list[AccountConfigError]]:
@@ -169,6 +230,15 @@ def build_dags(
     if not path.exists():
         return {}, []
     accounts, errors = load_config_collecting(path)
+    ok = []
+    for acct in accounts:
+        try:
+            _notifiers(acct, str(path))
+        except AccountConfigError as exc:  # a notifier that cannot be built: that account's problem only
+            errors.append(exc)
+        else:
+            ok.append(acct)
+    accounts = ok
     dags = {a.dag_id: build_dag(a, str(path)) for a in accounts}
     dags.update({f"fbmkto_events__{a.name}": build_events_dag(a, str(path)) for a in accounts if a.webhooks})
     return dags, errors

@@ -119,10 +119,26 @@ class FieldNotFound(MarketoError):
     code, default_message = "1006", "Field not found"
 
 
-class AlreadyExists(MarketoError):
-    """Marketo documents no code for "this apiName/field already exists"; the emulator uses 1009."""
+class InvalidSubscription(MarketoError):
+    code, default_message = "614", "Invalid Subscription"
 
-    code, default_message = "1009", "Object already exists"
+
+class LockWaitTimeout(MarketoError):
+    code, default_message = "719", "Lock wait timeout exception"
+
+
+class PartitionAccessDenied(MarketoError):
+    code, default_message = "1008", "Access denied to partition"
+
+
+class PartitionNameRequired(MarketoError):
+    code, default_message = "1009", "Partition name must be specified"
+
+
+class AlreadyExists(MarketoError):
+    """An apiName, name or field that exists already (Marketo's "Object already exists")."""
+
+    code, default_message = "1017", "Object already exists"
 
 
 class FieldNotSupported(MarketoError):
@@ -146,7 +162,21 @@ class MaxFields(MarketoError):
 
 
 class ExportQueueFull(MarketoError):
+    """1029 has three documented messages; this one (queue full) is the one to wait out."""
+
     code, default_message = "1029", "Too many jobs in queue"
+
+
+class ExportDailyQuotaExceeded(ExportQueueFull):
+    """1029 when the day's export allocation (500 MB) is spent: no create or enqueue until midnight US Central."""
+
+    default_message = "Export daily quota exceeded"
+
+
+class ExportAlreadyQueued(ExportQueueFull):
+    """1029 for an enqueue of a job that is already queued (or past it)."""
+
+    default_message = "Job already queued"
 
 
 class UnsupportedFilterType(MarketoError):
@@ -168,14 +198,18 @@ MESSAGES: dict[str, str] = {
         ResourceNotFound,
         SystemError_,
         InvalidContentType,
+        InvalidSubscription,
         ConcurrentAccessLimit,
         Blank,
         InvalidDateFormat,
         BusinessRuleViolation,
         TransientError,
+        LockWaitTimeout,
         InvalidValue,
         InvalidData,
         FieldNotFound,
+        PartitionAccessDenied,
+        PartitionNameRequired,
         AlreadyExists,
         FieldNotSupported,
         ObjectNotFound,
