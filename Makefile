@@ -22,7 +22,7 @@ PYTEST_WORKERS ?= 2
 # Files in collection order (tests/conftest.py puts the minutes-long ones first), not xdist's most-tests-first,
 # which started the DAG-run files (few tests, minutes each) last.
 test: setup  ## the whole suite (PostgreSQL/Redis/browser tests skip with a reason where absent)
-	$(RUN) pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/distributed $(PYTEST_ARGS)
+	$(RUN) pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 --ignore=tests/distributed $(PYTEST_ARGS)
 
 lint: setup
 	$(RUN) ruff check .
