@@ -185,23 +185,33 @@ class Loader(InDoubtResolution):
     def _drain(self, kind: str, send: Callable[[list[LedgerRow]], list[RowOutcome]]) -> None:
         """Claim batches of ``kind`` and send up to ``concurrency`` of them at once until none is pending.
 
-        Claims and marks stay on this thread; a failed batch stops further claims, the batches already in
-        flight are settled, then the first error is raised (the failed batch is handled as before).
+        Claims and marks stay on this thread, in one write per round (the finished batches' outcomes and the
+        next claims together); a failed batch stops further claims, the batches already in flight are
+        settled, then the first error is raised (the failed batch is handled as before). Rows this load failed
+        are not claimed again by it: the next run retries them.
         """
         failure: BaseException | None = None
+        started = datetime.now(timezone.utc)  # the ledger's own clock (updated_at), not the injectable one
+        settled: list[RowOutcome] = []
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"fbmkto-load-{kind}") as pool:
             in_flight: dict[Future[list[RowOutcome]], list[LedgerRow]] = {}
             exhausted = False
             while True:
-                while failure is None and not exhausted and len(in_flight) < self.concurrency:
-                    if not self._may_claim(len(in_flight)):
+                room = 0
+                while failure is None and not exhausted and len(in_flight) + room < self.concurrency:
+                    if not self._may_claim(len(in_flight) + room):
                         exhausted = True
                         break
-                    rows = self.db.ledger.claim(self.account, kind, limit=BATCH, run_id=self.ctx.run_id)
-                    if not rows:
-                        exhausted = True
-                        break
-                    in_flight[pool.submit(send, rows)] = rows
+                    room += 1
+                rows = self.db.ledger.settle_and_claim(
+                    settled, self.account, kind, limit=BATCH * room, run_id=self.ctx.run_id, failed_before=started
+                )
+                settled = []
+                if len(rows) < BATCH * room:
+                    exhausted = True
+                for i in range(0, len(rows), BATCH):
+                    batch = rows[i : i + BATCH]
+                    in_flight[pool.submit(send, batch)] = batch
                 if not in_flight:
                     break
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -225,7 +235,7 @@ class Loader(InDoubtResolution):
                     except BaseException as exc:  # an unexpected error: its rows stay in_flight, resolved next run
                         failure = failure or exc
                         continue
-                    self.db.ledger.mark(outcomes)
+                    settled += outcomes
                     self.sent.update(f"{kind}:{o.status}" for o in outcomes)
         if failure is not None:
             raise failure

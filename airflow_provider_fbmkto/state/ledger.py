@@ -35,7 +35,9 @@ from airflow_provider_fbmkto.state.ledger_types import (
 from airflow_provider_fbmkto.state.models import LedgerEntry
 
 if TYPE_CHECKING:
-    pass
+    from datetime import datetime
+
+    from sqlalchemy.engine import Connection
 
 __all__ = ["KINDS", "WRITE_ONCE_KINDS", "Ledger", "LedgerRow", "LedgerStatus", "PlanResult", "RowOutcome"]
 
@@ -203,6 +205,7 @@ class Ledger(LedgerReads):
         limit: int,
         run_id: str,
         include_failed: bool = True,
+        failed_before: datetime | None = None,
         max_attempts: int | None = None,
     ) -> list[LedgerRow]:
         """Atomically move up to ``limit`` pending (and failed) rows of ``kind`` to in_flight, ordered by key.
@@ -212,28 +215,69 @@ class Ledger(LedgerReads):
         :param limit: batch size (e.g. 300 for Marketo).
         :param run_id: the claiming run.
         :param include_failed: also retry rows that failed before.
+        :param failed_before: only the failed rows marked before this instant (a load retries what failed in
+            earlier runs, not what it has just failed itself, which would come straight back).
         :param max_attempts: leave rows that were already attempted this many times.
         :return: the claimed rows (with the new batch_id and attempts + 1).
         """
-        if limit <= 0:
+        return self.settle_and_claim(
+            (),
+            account,
+            kind,
+            limit=limit,
+            run_id=run_id,
+            include_failed=include_failed,
+            failed_before=failed_before,
+            max_attempts=max_attempts,
+        )
+
+    def settle_and_claim(
+        self,
+        outcomes: Iterable[RowOutcome],
+        account: str,
+        kind: str,
+        *,
+        limit: int,
+        run_id: str,
+        include_failed: bool = True,
+        failed_before: datetime | None = None,
+        max_attempts: int | None = None,
+    ) -> list[LedgerRow]:
+        """:meth:`mark` the ``outcomes`` and :meth:`claim` the next rows in one transaction.
+
+        The loader's main loop records a finished batch and takes the next one with one write instead of two:
+        on SQLite every write transaction queues behind the senders' own writes.
+        """
+        groups = _outcome_groups(outcomes)
+        if limit <= 0 and not groups:
             return []
-        statuses = [LedgerStatus.PENDING.value]
-        if include_failed:
-            statuses.append(LedgerStatus.FAILED.value)
-        where = [LedgerEntry.account == account, LedgerEntry.kind == kind, LedgerEntry.status.in_(statuses)]
+        mine = [LedgerEntry.account == account, LedgerEntry.kind == kind]
         if max_attempts is not None:
-            where.append(LedgerEntry.attempts < max_attempts)
-        batch_id = uuid.uuid4().hex
+            mine.append(LedgerEntry.attempts < max_attempts)
+        # One query per status, each walking the claim index in key order (an OR of statuses would scan):
+        # earlier runs' failures first (the older facts), then pending rows.
+        queries = []
+        if include_failed:
+            failed = [*mine, LedgerEntry.status == LedgerStatus.FAILED.value]
+            if failed_before is not None:
+                failed.append(LedgerEntry.updated_at < failed_before)
+            queries.append(failed)
+        queries.append([*mine, LedgerEntry.status == LedgerStatus.PENDING.value])
+        where = [*mine, LedgerEntry.status.in_([LedgerStatus.PENDING.value, LedgerStatus.FAILED.value])]
         with self._db.write_tx() as conn:
-            keys = list(
-                conn.execute(
+            if groups:
+                _mark_in(conn, groups)
+            keys: list[str] = []
+            for query in queries:
+                if len(keys) >= limit:
+                    break
+                keys += conn.execute(
                     select(LedgerEntry.key)
-                    .where(*where)
+                    .where(*query)
                     .order_by(LedgerEntry.key)
-                    .limit(limit)
+                    .limit(limit - len(keys))
                     .with_for_update(skip_locked=True)
                 ).scalars()
-            )
             if not keys:
                 return []
             rows = conn.execute(
@@ -241,7 +285,7 @@ class Ledger(LedgerReads):
                 .where(LedgerEntry.key.in_(keys), *where)
                 .values(
                     status=LedgerStatus.IN_FLIGHT.value,
-                    batch_id=batch_id,
+                    batch_id=uuid.uuid4().hex,
                     attempts=LedgerEntry.attempts + 1,
                     run_id=run_id,
                     updated_at=utcnow(),
@@ -259,31 +303,11 @@ class Ledger(LedgerReads):
         ``written`` sets ``written_at`` and clears ``last_error``; a given ``marketo_id`` is stored (an absent one
         keeps the previous id, e.g. a lead id).
         """
-        groups: dict[LedgerStatus, list[dict[str, Any]]] = {}
-        for outcome in results:
-            status = parse_status(outcome.status)
-            if status is LedgerStatus.IN_FLIGHT:
-                raise ValueError(f"mark() cannot set {outcome.key!r} in_flight; use claim()")
-            error = outcome.error[:MAX_ERROR] if outcome.error else None
-            marketo_id = None if outcome.marketo_id is None else str(outcome.marketo_id)
-            groups.setdefault(status, []).append({"b_key": outcome.key, "b_mid": marketo_id, "b_error": error})
+        groups = _outcome_groups(results)
         if not groups:
             return
-        now = utcnow()
         with self._db.write_tx() as conn:
-            for status, params in groups.items():
-                values: dict[str, Any] = {
-                    "status": status.value,
-                    "marketo_id": func.coalesce(
-                        bindparam("b_mid", type_=LedgerEntry.marketo_id.type), LedgerEntry.marketo_id
-                    ),
-                    "last_error": None if status is LedgerStatus.WRITTEN else bindparam("b_error"),
-                    "updated_at": now,
-                }
-                if status is LedgerStatus.WRITTEN:
-                    values["written_at"] = now
-                for page in chunked(params, CHUNK):
-                    conn.execute(update(LedgerEntry).where(LedgerEntry.key == bindparam("b_key")).values(values), page)
+            _mark_in(conn, groups)
 
     # -------------------------------------------------------------------------------------- maintenance
 
@@ -338,3 +362,31 @@ class Ledger(LedgerReads):
                 .where(*where)
                 .values(status=LedgerStatus.PENDING.value, attempts=0, updated_at=utcnow())
             ).rowcount
+
+
+def _outcome_groups(results: Iterable[RowOutcome]) -> dict[LedgerStatus, list[dict[str, Any]]]:
+    """Outcomes as update parameters, grouped by the status they set."""
+    groups: dict[LedgerStatus, list[dict[str, Any]]] = {}
+    for outcome in results:
+        status = parse_status(outcome.status)
+        if status is LedgerStatus.IN_FLIGHT:
+            raise ValueError(f"mark() cannot set {outcome.key!r} in_flight; use claim()")
+        error = outcome.error[:MAX_ERROR] if outcome.error else None
+        marketo_id = None if outcome.marketo_id is None else str(outcome.marketo_id)
+        groups.setdefault(status, []).append({"b_key": outcome.key, "b_mid": marketo_id, "b_error": error})
+    return groups
+
+
+def _mark_in(conn: Connection, groups: dict[LedgerStatus, list[dict[str, Any]]]) -> None:
+    now = utcnow()
+    for status, params in groups.items():
+        values: dict[str, Any] = {
+            "status": status.value,
+            "marketo_id": func.coalesce(bindparam("b_mid", type_=LedgerEntry.marketo_id.type), LedgerEntry.marketo_id),
+            "last_error": None if status is LedgerStatus.WRITTEN else bindparam("b_error"),
+            "updated_at": now,
+        }
+        if status is LedgerStatus.WRITTEN:
+            values["written_at"] = now
+        for page in chunked(params, CHUNK):
+            conn.execute(update(LedgerEntry).where(LedgerEntry.key == bindparam("b_key")).values(values), page)

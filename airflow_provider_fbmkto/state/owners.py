@@ -92,8 +92,11 @@ class Owners:
         :param run_id: the claiming run (kept on new rows, for operators).
         """
         _check_kind(kind)
-        wanted = sorted({k.strip().lower() if kind == LEAD else k for k in keys})
-        owners: dict[str, str] = {}
+        # Read first: a key once owned stays owned until released, so only the keys without an owner need the
+        # write transaction (a reader never waits for the writers; a load mostly re-claims keys it owns).
+        every = {k.strip().lower() if kind == LEAD else k for k in keys}
+        owners = self.owners(instance, kind, every)
+        wanted = sorted(every - set(owners))
         for chunk in chunked(wanted):
             now = utcnow()
             rows: list[dict[str, Any]] = [

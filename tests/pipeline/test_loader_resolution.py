@@ -29,7 +29,7 @@ from airflow_provider_fbmkto.pipeline.extract import extract
 from airflow_provider_fbmkto.pipeline.loader import Loader
 from airflow_provider_fbmkto.pipeline.loader_in_doubt import STALE_AFTER
 from airflow_provider_fbmkto.pipeline.planner import plan_run
-from airflow_provider_fbmkto.state import LedgerRow, LedgerStatus, StateDB
+from airflow_provider_fbmkto.state import LedgerRow, LedgerStatus, RowOutcome, StateDB
 from airflow_provider_fbmkto.sync.config import load_config
 from airflow_provider_fbmkto.sync.config_schema import AccountConfig
 from airflow_provider_fbmkto.sync.window import Window
@@ -476,3 +476,30 @@ def test_activities_whose_record_was_deleted_before_load_are_withdrawn_and_come_
     assert str(s.db.ledger.get(paid_rows[0].key).status) == "written"  # type: ignore[union-attr]
     assert str(deleted_pay) in {str(a.get("primaryAttributeValue")) for a in s.mk.activities()}
     assert len(s.mk.activities()) == len(statuses) - len(gone) + 1
+
+
+# -- (g) rows a load fails wait for the next run; the load does not take them back and spin ------------------
+
+
+def test_activities_failed_by_this_load_are_not_claimed_again_by_it(
+    planned: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = planned
+    # Nobody's lead row went through (Marketo skipped them all): every activity fails for want of its person.
+    s.db.ledger.mark(RowOutcome(r.key, LedgerStatus.SKIPPED, None, "skipped by Marketo") for r in s.rows("lead"))
+    monkeypatch.setattr("airflow_provider_fbmkto.pipeline.loader.BATCH", 5)  # several batches, one at a time
+    activities = len(s.rows())
+    calls_before = len(s.mk.rest_calls())
+
+    result = Loader(s.hook(), s.db, s.ctx("r1"), concurrency=1).run()
+
+    assert result["sent"]["activity:failed"] == activities
+    assert {r.attempts for r in s.rows()} == {1}  # each tried once: failed rows were not taken back at once
+    lookups = [c for c in s.mk.rest_calls()[calls_before:] if c.path == "/rest/v1/leads.json"]
+    # one look-up of the missing people per activity batch, and one for the list rows
+    assert len(lookups) <= -(-activities // 5) + 1
+    assert not [c for c in s.mk.rest_calls()[calls_before:] if c.path == ACTIVITIES_PATH]
+
+    # The next run retries them (and fails them again, once each, while the people are missing).
+    Loader(s.hook(), s.db, s.ctx("r2"), concurrency=1).run()
+    assert {r.attempts for r in s.rows()} == {2}

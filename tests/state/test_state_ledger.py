@@ -163,6 +163,28 @@ def test_claim_order_limit_attempts_and_filters(db: StateDB) -> None:
     assert [(r.key, r.attempts) for r in retried] == [("c1", 2)]
 
 
+def test_settle_and_claim_marks_the_finished_batch_and_claims_the_next_in_one_write(db: StateDB) -> None:
+    db.ledger.plan(ACCT, "r1", [entry(f"c{i}") for i in range(1, 7)])
+    first = db.ledger.claim(ACCT, "activity", limit=2, run_id="r2")
+    before_failures = utcnow()
+    done = [RowOutcome("c1", "written", marketo_id=11), RowOutcome("c2", "failed", error="1004 lead not found")]
+    second = db.ledger.settle_and_claim(done, ACCT, "activity", limit=3, run_id="r2", failed_before=before_failures)
+    assert [r.key for r in first] == ["c1", "c2"]
+    # c2 failed just now, after the cut-off: not claimed back by the load that failed it
+    assert [r.key for r in second] == ["c3", "c4", "c5"]
+    by_key = {r.key: r for r in db.ledger.iter_rows(ACCT, "activity")}
+    assert (by_key["c1"].status, by_key["c1"].marketo_id) == (LedgerStatus.WRITTEN, "11")
+    assert (by_key["c2"].status, by_key["c2"].last_error) == (LedgerStatus.FAILED, "1004 lead not found")
+    # a later load (its cut-off after the failure) retries it; without a cut-off every failed row is claimable
+    assert [
+        r.key for r in db.ledger.settle_and_claim((), ACCT, "activity", limit=5, run_id="r3", failed_before=utcnow())
+    ] == ["c2", "c6"]
+    assert db.ledger.settle_and_claim([RowOutcome("c6", "written")], ACCT, "activity", limit=0, run_id="r3") == []
+    assert {r.key: r.status for r in db.ledger.iter_rows(ACCT, "activity")}["c6"] is LedgerStatus.WRITTEN
+    with pytest.raises(ValueError, match="in_flight"):
+        db.ledger.settle_and_claim([RowOutcome("c3", "in_flight")], ACCT, "activity", limit=1, run_id="r3")
+
+
 def test_concurrent_claimers_never_share_a_row(db: StateDB) -> None:
     keys = [f"k{i:04d}" for i in range(600)]
     db.ledger.plan(ACCT, "r1", [entry(k) for k in keys])
