@@ -122,6 +122,12 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> 
         time.sleep(0.25)
 
 
+def done(action: Callable[[], Any], what: str) -> None:
+    """Do ``action`` once the element takes it: a click or keys while the page still renders or animates raise
+    "element not interactable" (seen on a busy machine) and are tried again until ``wait_for``'s timeout."""
+    wait_for(lambda: action() or True, what)
+
+
 def shot(driver: Any, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / name))
 
@@ -165,22 +171,23 @@ def test_login_then_add_connection_shows_the_freshbooks_and_marketo_forms(demo: 
     from selenium.webdriver.common.keys import Keys
 
     browser.get(f"{demo.url}/auth/login?next={demo.url}/connections")
-    wait_for(lambda: by_css(browser, "input[name=username]"), "the login form")[0].send_keys("admin")
-    by_css(browser, "input[name=password]")[0].send_keys(ADMIN_PASSWORD)
-    by_css(browser, "button[type=submit]")[0].click()
+    user = wait_for(lambda: by_css(browser, "input[name=username]"), "the login form")[0]
+    done(lambda: user.send_keys("admin"), "typing the user name")
+    done(lambda: by_css(browser, "input[name=password]")[0].send_keys(ADMIN_PASSWORD), "typing the password")
+    done(lambda: by_css(browser, "button[type=submit]")[0].click(), "the login button")
     wait_for(lambda: urlsplit(browser.current_url).path == "/connections", "the connections page")
     add = wait_for(
         lambda: [b for b in by_css(browser, "button") if b.text.strip() == "Add Connection"], "Add Connection"
     )
-    add[0].click()
+    done(add[0].click, "the Add Connection button")
     dialog = wait_for(lambda: by_css(browser, "[role=dialog]"), "the Add Connection dialog")[0]
 
     def choose(conn_type: str) -> None:
-        box = by_css(browser, "[role=dialog] input[role=combobox]")[0]
-        box.click()
-        box.send_keys(conn_type)
+        box = wait_for(lambda: by_css(browser, "[role=dialog] input[role=combobox]"), "the type box")[0]
+        done(box.click, "the connection type box")
+        done(lambda: box.send_keys(conn_type), f"typing {conn_type}")
         wait_for(lambda: [o for o in by_css(browser, "[id*=option]") if o.text == conn_type], f"option {conn_type}")
-        box.send_keys(Keys.ENTER)
+        done(lambda: box.send_keys(Keys.ENTER), f"choosing {conn_type}")
 
     def labels() -> set[str]:
         return {label.text.strip() for label in dialog.find_elements("tag name", "label") if label.text.strip()}
@@ -188,7 +195,7 @@ def test_login_then_add_connection_shows_the_freshbooks_and_marketo_forms(demo: 
     def open_section(title: str) -> None:
         (trigger,) = [b for b in dialog.find_elements("tag name", "button") if b.text.strip() == title]
         if trigger.get_attribute("aria-expanded") != "true":
-            trigger.click()
+            done(trigger.click, f"the {title} section")
 
     def inputs() -> dict[str, Any]:
         return {
