@@ -297,7 +297,8 @@ def test_replay_failed_queues_a_run_that_sends_the_skipped_rows(demo: DemoStack,
     demo.mkto.model.sync_leads({"action": "createOrUpdate", "lookupField": "email", "input": people})
     before = {r["run_id"] for r in demo.stack.runs(DAG_ID)}
     browser.get(f"{demo.url}/fbmkto/status")
-    wait_for(lambda: by_css(browser, f"[data-testid=replay-{ACCOUNT}]"), "the replay button")[0].click()
+    replay = wait_for(lambda: by_css(browser, f"[data-testid=replay-{ACCOUNT}]"), "the replay button")[0]
+    done(replay.click, "the replay button")
     notice = wait_for(lambda: by_css(browser, "[data-testid=notice]"), "the replay notice")[0].text
     shot(browser, "07-replay-queued.png")
     assert notice.startswith("Replay queued: run manual__")
