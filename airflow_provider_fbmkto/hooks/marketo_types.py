@@ -9,7 +9,6 @@ two never disagree on what is retried.
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -42,6 +41,7 @@ from airflow_provider_fbmkto.hooks.marketo_errors import (
     envelope_message,
     raise_for_envelope,
 )
+from airflow_provider_fbmkto.sync import jsontext
 
 #: Re-exported: the answer codes, the verdict and the typed errors live in ``marketo_errors``.
 __all__ = [
@@ -272,7 +272,7 @@ class MarketoCreds:
 
 
 def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return jsontext.dumps_bytes(payload)
 
 
 def chunks(

@@ -14,13 +14,13 @@ activities whose record this run saw deleted (or back to draft): not to be sent 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_fbmkto.pipeline.extract import EVENTS_FILE, FILES
+from airflow_provider_fbmkto.sync import jsontext
 from airflow_provider_fbmkto.sync.activities import (
     invoice_sent_activities,
     overdue_activities,
@@ -69,7 +69,7 @@ def staged(staging: StagingDir, kind: str) -> Iterator[Record]:
 def staged_data(staging: StagingDir, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """The records of ``kind`` this run pulled as ``(kind, to_json data)``, undecoded (for the mirror)."""
     for line in _staged_lines(staging, kind):
-        obj = json.loads(line)
+        obj = jsontext.loads(line)
         yield obj["kind"], obj["record"]
 
 
@@ -218,7 +218,7 @@ class FactPlanner:
         with events.open("r") as lines:
             for line in lines:
                 if line.strip():
-                    event = json.loads(line)
+                    event = jsontext.loads(line)
                     invoice = loads_line(event["invoice"])
                     assert isinstance(invoice, Invoice)
                     sent.append((invoice, datetime.fromisoformat(event["at"])))

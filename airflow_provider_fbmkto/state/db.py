@@ -36,6 +36,7 @@ from airflow_provider_fbmkto.state.upgrade import upgrade
 from airflow_provider_fbmkto.state.verifiers import WebhookVerifiers
 from airflow_provider_fbmkto.state.watermarks import Watermarks
 from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID as DEFAULT_CONN_ID  # re-exported: the public name
+from airflow_provider_fbmkto.sync import jsontext
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +95,27 @@ def _is_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
+#: The JSON columns (mirror records, ledger payloads) through the hot-path codec (see ``sync/jsontext.py``).
+_JSON_CODEC: dict[str, Any] = {"json_serializer": jsontext.dumps, "json_deserializer": jsontext.loads}
+
+
 def _build_engine(url: URL, echo: bool) -> Engine:
     if url.get_backend_name() == "postgresql":
         engine_kw: dict[str, Any] = {"pool_pre_ping": True}
         if url.get_driver_name() == "psycopg2":
             # Batch UPDATE executemany into pages (bulk ledger updates), not one round trip per row.
             engine_kw["executemany_mode"] = "values_plus_batch"
-        return create_engine(url, echo=echo, **engine_kw)
+        return create_engine(url, echo=echo, **engine_kw, **_JSON_CODEC)
 
     if _is_memory(url):
         # One shared connection: fine for scripts and single-threaded tests, not for concurrent threads.
-        engine = create_engine(url, echo=echo, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        engine = create_engine(
+            url, echo=echo, poolclass=StaticPool, connect_args={"check_same_thread": False}, **_JSON_CODEC
+        )
     else:
         assert url.database is not None
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+        engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}, **_JSON_CODEC)
     memory = _is_memory(url)
 
     @event.listens_for(engine, "connect")

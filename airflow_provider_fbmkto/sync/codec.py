@@ -6,11 +6,11 @@ UTC); ``from_json(kind, data)`` rebuilds the same frozen dataclass, so ``from_js
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from airflow_provider_fbmkto.sync import jsontext
 from airflow_provider_fbmkto.sync.records import Client, Invoice, InvoiceStatus, Money, Payment, VisState
 
 RecordKind = Literal["client", "invoice", "payment"]
@@ -144,9 +144,9 @@ def from_json(kind: str, data: dict[str, Any]) -> Record:
 
 def dumps_line(record: Record) -> str:
     """One JSONL line: ``{"kind": …, "record": …}``."""
-    return json.dumps({"kind": kind_of(record), "record": to_json(record)}, separators=(",", ":"))
+    return jsontext.dumps({"kind": kind_of(record), "record": to_json(record)})
 
 
 def loads_line(line: str) -> Record:
-    obj = json.loads(line)
+    obj = jsontext.loads(line)
     return from_json(obj["kind"], obj["record"])

@@ -29,6 +29,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import NamedTuple
 
+from airflow_provider_fbmkto.sync import jsontext
+
 __all__ = [
     "WRITE_ONCE_KINDS",
     "KeyKind",
@@ -171,7 +173,7 @@ def canonical_json(value: object) -> str:
     Supports None, bool, int, str, Decimal, enums, aware datetimes, dates, dataclasses, string-keyed
     mappings, lists/tuples (order kept) and sets (sorted). Floats and naive datetimes are refused.
     """
-    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return jsontext.canonical(_canonical(value))
 
 
 def payload_hash(value: object) -> str:

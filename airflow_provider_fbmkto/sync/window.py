@@ -56,6 +56,8 @@ def to_utc(moment: datetime) -> datetime:
     :param moment: an aware datetime.
     :raises ValueError: when ``moment`` is naive — a naive value has no agreed meaning here.
     """
+    if moment.tzinfo is UTC and type(moment) is datetime:  # already one (planning asks millions of times)
+        return moment
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"naive datetime {moment.isoformat()!r}: give a time zone (UTC instants are expected)")
     u = moment.astimezone(UTC)
