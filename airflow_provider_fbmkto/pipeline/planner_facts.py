@@ -31,7 +31,7 @@ from airflow_provider_fbmkto.sync.codec import Record, loads_line
 from airflow_provider_fbmkto.sync.health import invoice_is_live, invoice_unpaid_at
 from airflow_provider_fbmkto.sync.keys import invoice_overdue_prefix, invoice_sent_key, payment_received_key
 from airflow_provider_fbmkto.sync.plan import MappingContext, Plan, PlannedActivity, Skipped
-from airflow_provider_fbmkto.sync.records import Client, Invoice, Payment
+from airflow_provider_fbmkto.sync.records import Client, ClientContact, Invoice, Payment
 from airflow_provider_fbmkto.sync.scope import Coverage
 from airflow_provider_fbmkto.sync.window import Window, window_dates
 
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 DAYS_PER_CHUNK = 7
 #: FreshBooks records whose activities are planned (and held in memory) at once.
 RECORDS_PER_BATCH = 1000
-#: Clients the activity passes keep after reading them (about 0.5 kB each).
-CLIENT_CACHE = 20_000
+#: Clients (e-mail and deletion, about 0.2 kB each) the activity passes keep after reading them.
+CLIENT_CACHE = 50_000
 T = TypeVar("T")
 _DAY = timedelta(days=1)
 
@@ -107,11 +107,11 @@ class FactPlanner:
         self.skip = skip
         #: clients already read by an earlier batch of this run (the mirror does not change while planning);
         #: bounded: emptied when it reaches ``CLIENT_CACHE`` clients, so memory stays flat on large accounts
-        self._clients: dict[int, Client] = {}
+        self._clients: dict[int, ClientContact] = {}
 
-    def _clients_by_ids(self, ids: Iterable[int]) -> dict[int, Client]:
-        """:meth:`FreshBooksMirror.clients_by_ids`, each client read from the mirror once while it is cached."""
-        found: dict[int, Client] = {}
+    def _clients_by_ids(self, ids: Iterable[int]) -> dict[int, ClientContact]:
+        """:meth:`FreshBooksMirror.client_contacts`, each client read from the mirror once while it is cached."""
+        found: dict[int, ClientContact] = {}
         missing: list[int] = []
         for client_id in ids:
             client = self._clients.get(client_id)
@@ -120,7 +120,7 @@ class FactPlanner:
             else:
                 found[client_id] = client
         if missing:
-            read = self.mirror.clients_by_ids(self.account, missing)
+            read = self.mirror.client_contacts(self.account, missing)
             if len(self._clients) + len(read) > CLIENT_CACHE:
                 self._clients.clear()
             self._clients.update(read)
@@ -159,7 +159,7 @@ class FactPlanner:
 
     def _payments(self, payments: list[Payment], dates: Coverage) -> list[PlannedActivity]:
         by_id = self._clients_by_ids({p.clientid for p in payments})
-        paid = self.mirror.invoices_by_ids(self.account, {p.invoiceid for p in payments})
+        paid = self.mirror.invoice_numbers(self.account, {p.invoiceid for p in payments})
         return self._planned(payment_activities(payments, by_id, paid, dates, self.mctx))
 
     def _invoices(self, invoices: list[Invoice], dates: Coverage, *, sent: bool = True) -> list[PlannedActivity]:

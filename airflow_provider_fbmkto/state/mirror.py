@@ -22,8 +22,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from airflow_provider_fbmkto.state._util import CHUNK, chunked
 from airflow_provider_fbmkto.state.models import Base
-from airflow_provider_fbmkto.sync.codec import Record, from_json, kind_of, to_json
-from airflow_provider_fbmkto.sync.records import Client, Invoice, Payment
+from airflow_provider_fbmkto.sync.codec import Record, from_json, kind_of, to_json, vis_state_of
+from airflow_provider_fbmkto.sync.records import Client, ClientContact, Invoice, InvoiceNumber, Payment
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.state.db import StateDB
@@ -246,9 +246,32 @@ class FreshBooksMirror:
         """The given clients (those in the mirror), by id."""
         return {c.id: c for c in self._by_ids(account, "client", ids) if isinstance(c, Client)}
 
-    def invoices_by_ids(self, account: str, ids: Iterable[int]) -> dict[int, Invoice]:
-        """The given invoices (those in the mirror), by id."""
-        return {i.id: i for i in self._by_ids(account, "invoice", ids) if isinstance(i, Invoice)}
+    def client_contacts(self, account: str, ids: Iterable[int]) -> dict[int, ClientContact]:
+        """E-mail and deletion of the given clients (those in the mirror), by id: read out of the stored JSON by
+        the database, without decoding whole records."""
+        row = FreshBooksRecordRow
+        found: dict[int, ClientContact] = {}
+        for chunk in chunked(sorted(set(ids)), CHUNK):
+            q = select(row.id, row.data["email"].as_string(), row.data["vis_state"].as_integer()).where(
+                row.account == account, row.kind == "client", row.id.in_(chunk)
+            )
+            with self._db.read_tx() as conn:
+                rows = conn.execute(q).all()
+            found.update((r[0], ClientContact(r[0], r[1] or "", vis_state_of(r[2]))) for r in rows)
+        return found
+
+    def invoice_numbers(self, account: str, ids: Iterable[int]) -> dict[int, InvoiceNumber]:
+        """The numbers of the given invoices (those in the mirror), by id, read like :meth:`client_contacts`."""
+        row = FreshBooksRecordRow
+        found: dict[int, InvoiceNumber] = {}
+        for chunk in chunked(sorted(set(ids)), CHUNK):
+            q = select(row.id, row.data["invoice_number"].as_string()).where(
+                row.account == account, row.kind == "invoice", row.id.in_(chunk)
+            )
+            with self._db.read_tx() as conn:
+                rows = conn.execute(q).all()
+            found.update((r[0], InvoiceNumber(r[0], r[1] or "")) for r in rows)
+        return found
 
     def payments_of_invoices(self, account: str, invoices: Iterable[Invoice]) -> list[Payment]:
         """Every payment (deleted ones too) of the given invoices; read through their clients' index."""

@@ -13,7 +13,9 @@
 :class:`~airflow_provider_fbmkto.sync.scope.Coverage` (the parts of the account's scope one planning pass takes).
 
 Activities go on the lead of the invoice's (payment's) client. A client that is missing from
-``clients_by_id``, deleted, or has no e-mail gives a :class:`Skipped` with the reason instead.
+``clients_by_id``, deleted, or has no e-mail gives a :class:`Skipped` with the reason instead. Of a client
+only its e-mail and deletion count (:class:`LeadClient`: a whole ``Client`` or a ``ClientContact``), of a paid
+invoice only its number.
 
 Activity payloads depend on the records only, never on the window or the run, so re-planning the same
 record yields the same payload. ``daysOverdue`` is therefore the days from the due date to the activity
@@ -32,11 +34,13 @@ from zoneinfo import ZoneInfo
 from airflow_provider_fbmkto.sync.health import invoice_is_live, invoice_unpaid_at, outstanding_at, overdue_moment
 from airflow_provider_fbmkto.sync.keys import invoice_overdue_key, invoice_sent_key, payment_received_key
 from airflow_provider_fbmkto.sync.plan import MappingContext, Plan, PlannedActivity, Skipped
-from airflow_provider_fbmkto.sync.records import Client, Invoice, Payment
+from airflow_provider_fbmkto.sync.records import Invoice, Payment
 from airflow_provider_fbmkto.sync.window import start_of_day, to_utc
 
 __all__ = [
     "FactDates",
+    "LeadClient",
+    "NumberedInvoice",
     "invoice_sent_activities",
     "lead_email_for",
     "overdue_activities",
@@ -58,7 +62,24 @@ class FactDates(Protocol):
     def contains_date(self, day: date, tz: ZoneInfo) -> bool: ...
 
 
-def lead_email_for(client_id: int, clients_by_id: Mapping[int, Client]) -> str | Skipped:
+class LeadClient(Protocol):
+    """What an activity needs of its client (``Client`` and ``ClientContact`` both are one)."""
+
+    @property
+    def email(self) -> str: ...
+
+    @property
+    def is_deleted(self) -> bool: ...
+
+
+class NumberedInvoice(Protocol):
+    """What a Payment Received activity needs of the paid invoice (``Invoice`` or ``InvoiceNumber``)."""
+
+    @property
+    def invoice_number(self) -> str: ...
+
+
+def lead_email_for(client_id: int, clients_by_id: Mapping[int, LeadClient]) -> str | Skipped:
     """The lead e-mail (lower-cased) of a client, or the reason there is none (key left empty)."""
     client = clients_by_id.get(client_id)
     if client is None:
@@ -97,7 +118,7 @@ def _sent(invoice: Invoice, email: str, when: datetime, ctx: MappingContext) -> 
 
 
 def invoice_sent_activities(
-    invoices: Iterable[Invoice], clients_by_id: Mapping[int, Client], window: FactDates, ctx: MappingContext
+    invoices: Iterable[Invoice], clients_by_id: Mapping[int, LeadClient], window: FactDates, ctx: MappingContext
 ) -> Plan[PlannedActivity]:
     """Invoice Sent activities found by polling: live invoices whose ``create_date`` is in ``window``.
 
@@ -118,7 +139,7 @@ def invoice_sent_activities(
 
 
 def sent_event_activity(
-    invoice: Invoice, event_time: datetime, clients_by_id: Mapping[int, Client], ctx: MappingContext
+    invoice: Invoice, event_time: datetime, clients_by_id: Mapping[int, LeadClient], ctx: MappingContext
 ) -> PlannedActivity | Skipped:
     """Invoice Sent from an ``invoice.sendByEmail`` webhook event, dated at the event (whole seconds, UTC).
 
@@ -136,8 +157,8 @@ def sent_event_activity(
 
 def payment_activities(
     payments: Iterable[Payment],
-    clients_by_id: Mapping[int, Client],
-    invoices_by_id: Mapping[int, Invoice],
+    clients_by_id: Mapping[int, LeadClient],
+    invoices_by_id: Mapping[int, NumberedInvoice],
     window: FactDates,
     ctx: MappingContext,
 ) -> Plan[PlannedActivity]:
@@ -178,7 +199,7 @@ def payment_activities(
 
 def overdue_activities(
     invoices: Iterable[Invoice],
-    clients_by_id: Mapping[int, Client],
+    clients_by_id: Mapping[int, LeadClient],
     window: FactDates,
     ctx: MappingContext,
     payments: Iterable[Payment] = (),

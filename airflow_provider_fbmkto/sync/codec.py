@@ -41,8 +41,9 @@ _VIS = {int(v): v for v in VisState}
 _STATUS = {int(v): v for v in InvoiceStatus}
 
 
-def _vis(raw: Any) -> VisState:
-    value = int(raw)
+def vis_state_of(raw: Any) -> VisState:
+    """The :class:`VisState` of a stored ``vis_state`` (absent: active)."""
+    value = int(raw or 0)
     found = _VIS.get(value)
     return found if found is not None else VisState(value)
 
@@ -98,7 +99,7 @@ def to_json(record: Record) -> dict[str, Any]:
 def from_json(kind: str, data: dict[str, Any]) -> Record:
     """Rebuild the record of ``kind`` from :func:`to_json`'s output."""
     updated = datetime.fromisoformat(data["updated"])
-    vis = _vis(data.get("vis_state", 0))
+    vis = vis_state_of(data.get("vis_state", 0))
     if kind == "client":
         return Client(
             id=int(data["id"]),

@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 
 class VisState(enum.IntEnum):
@@ -54,6 +55,26 @@ class Client:
     @property
     def is_deleted(self) -> bool:
         return self.vis_state == VisState.DELETED
+
+
+class ClientContact(NamedTuple):
+    """What an activity needs of a client -- whose lead it goes on -- read without the rest of the record (the
+    activity passes of a large account look up hundreds of thousands of clients)."""
+
+    id: int
+    email: str
+    vis_state: VisState = VisState.ACTIVE
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.vis_state == VisState.DELETED
+
+
+class InvoiceNumber(NamedTuple):
+    """What a Payment Received activity needs of the paid invoice."""
+
+    id: int
+    invoice_number: str
 
 
 @dataclass(frozen=True, slots=True)

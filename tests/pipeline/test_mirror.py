@@ -193,3 +193,30 @@ def test_streams_past_the_page_size_without_duplicates_or_gaps(state_db: StateDB
     mirror.upsert(ACCT, (payment(pid, 1, 1, on=date(2025, 4, 1)) for pid in range(100_000, 104_500)))
     same_day = [p.id for p in mirror.payments_dated(ACCT, date(2025, 4, 1), date(2025, 4, 1))]
     assert same_day == list(range(100_000, 104_500))
+
+
+def test_client_contacts_and_invoice_numbers_are_read_out_of_the_stored_records(state_db: StateDB) -> None:
+    # The activity passes read only these parts of large accounts' clients and invoices: they must say what the
+    # whole records say (a deleted client, a non-ASCII or blank e-mail, a record of another account or kind).
+    mirror = FreshBooksMirror(state_db)
+    mirror.upsert(
+        ACCT,
+        [
+            client(1, email="Zoë@Example.com"),
+            client(2, vis=VisState.DELETED),
+            Client(3, "", "Bo", "Ng", "", "USD", T0, VisState.ARCHIVED),
+            invoice(7, 1),
+            payment(7, 7, 1),
+        ],
+    )
+    mirror.upsert("other", [client(4), invoice(8, 4)])
+
+    contacts = mirror.client_contacts(ACCT, [1, 2, 3, 4, 7])
+    whole = mirror.clients_by_ids(ACCT, [1, 2, 3])
+    assert sorted(contacts) == [1, 2, 3]  # 4 is another account's, 7 a payment's and an invoice's id
+    for cid, contact in contacts.items():
+        assert (contact.id, contact.email, contact.vis_state) == (cid, whole[cid].email, whole[cid].vis_state)
+    assert [contacts[i].is_deleted for i in (1, 2, 3)] == [False, True, False]
+    assert contacts[1].email == "Zoë@Example.com"
+    numbers = mirror.invoice_numbers(ACCT, [7, 8])
+    assert {i: n.invoice_number for i, n in numbers.items()} == {7: "INV-7"}
