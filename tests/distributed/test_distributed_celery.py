@@ -71,8 +71,9 @@ ACCOUNTS = ("acme", "globex")
 DAG_IDS = tuple(f"fbmkto_sync__{a}" for a in ACCOUNTS)
 PAID, OVERDUE = 1001, 1002
 BACKFILL_DAYS = 14
-#: Whole test budget; the stages below take their share of it.
-BUDGET_SECONDS = 480
+#: Whole test budget; the stages below take their share of it. A guard against a hang, not a speed target: on a
+#: starved 2-core machine (moved-date passes beside it) the 30 runs and their retries once finished just after 480 s.
+BUDGET_SECONDS = 720
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(BUDGET_SECONDS + 90)]
 
