@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_fbmkto.exceptions import ApiError, AuthError, QuotaExhausted, TransportError
+from airflow_provider_fbmkto.hooks import marketo_limits
 from airflow_provider_fbmkto.hooks.marketo import MarketoHook
 from airflow_provider_fbmkto.hooks.marketo_auth import TOKENS
 from airflow_provider_fbmkto.hooks.marketo_limits import reset_process_state
@@ -50,7 +51,14 @@ def test_1000_writes_use_the_minimum_calls_and_absorb_forced_606_615(marketo: Ma
     assert all(c.bearer for c in writes)
 
 
-def test_bursts_from_many_threads_stay_inside_the_rate_window(make_marketo: MakeMarketo) -> None:
+def test_bursts_from_many_threads_stay_inside_the_rate_window(
+    make_marketo: MakeMarketo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 1 s window scales the limiter's arrival margin to 12.5 ms, below how late a starved CI machine's emulator
+    # thread takes a request in (it refused a call 606 twice that way): give the margin 0.2 s, as the real one's
+    # 0.25 s stands to a network. What is tested here is the window shared by threads; the margin's own accounting
+    # is unit-tested on an injected clock.
+    monkeypatch.setattr(marketo_limits, "ARRIVAL_MARGIN", 0.2 * 20.0)
     emu = make_marketo(rate_limit=5, conn={"calls_per_window": 4})
     hooks = [MarketoHook() for _ in range(3)]
     started = time.monotonic()
