@@ -234,13 +234,16 @@ class FreshBooksMirror:
             assert isinstance(rec, Payment)
             yield rec
 
-    def _by_ids(self, account: str, kind: str, ids: Iterable[int]) -> Iterator[Record]:
+    def _rows_by_ids(self, query: Any, ids: Iterable[int]) -> Iterator[Any]:
+        """The rows of ``query`` (over :class:`FreshBooksRecordRow`) whose ``id`` is among ``ids``, a chunk a read."""
         for chunk in chunked(sorted(set(ids)), CHUNK):
-            q = self._base(account, kind).where(FreshBooksRecordRow.id.in_(chunk))
             with self._db.read_tx() as conn:
-                rows = conn.execute(q).all()
-            for r in rows:
-                yield from_json(r.kind, r.data)
+                rows = conn.execute(query.where(FreshBooksRecordRow.id.in_(chunk))).all()
+            yield from rows
+
+    def _by_ids(self, account: str, kind: str, ids: Iterable[int]) -> Iterator[Record]:
+        for r in self._rows_by_ids(self._base(account, kind), ids):
+            yield from_json(r.kind, r.data)
 
     def clients_by_ids(self, account: str, ids: Iterable[int]) -> dict[int, Client]:
         """The given clients (those in the mirror), by id."""
@@ -250,28 +253,19 @@ class FreshBooksMirror:
         """E-mail and deletion of the given clients (those in the mirror), by id: read out of the stored JSON by
         the database, without decoding whole records."""
         row = FreshBooksRecordRow
-        found: dict[int, ClientContact] = {}
-        for chunk in chunked(sorted(set(ids)), CHUNK):
-            q = select(row.id, row.data["email"].as_string(), row.data["vis_state"].as_integer()).where(
-                row.account == account, row.kind == "client", row.id.in_(chunk)
-            )
-            with self._db.read_tx() as conn:
-                rows = conn.execute(q).all()
-            found.update((r[0], ClientContact(r[0], r[1] or "", vis_state_of(r[2]))) for r in rows)
-        return found
+        q = select(row.id, row.data["email"].as_string(), row.data["vis_state"].as_integer()).where(
+            row.account == account, row.kind == "client"
+        )
+        return {
+            r[0]: ClientContact(r[0], r[1] or "", vis_state_of(0 if r[2] is None else r[2]))  # absent, as from_json
+            for r in self._rows_by_ids(q, ids)
+        }
 
     def invoice_numbers(self, account: str, ids: Iterable[int]) -> dict[int, InvoiceNumber]:
         """The numbers of the given invoices (those in the mirror), by id, read like :meth:`client_contacts`."""
         row = FreshBooksRecordRow
-        found: dict[int, InvoiceNumber] = {}
-        for chunk in chunked(sorted(set(ids)), CHUNK):
-            q = select(row.id, row.data["invoice_number"].as_string()).where(
-                row.account == account, row.kind == "invoice", row.id.in_(chunk)
-            )
-            with self._db.read_tx() as conn:
-                rows = conn.execute(q).all()
-            found.update((r[0], InvoiceNumber(r[0], r[1] or "")) for r in rows)
-        return found
+        q = select(row.id, row.data["invoice_number"].as_string()).where(row.account == account, row.kind == "invoice")
+        return {r[0]: InvoiceNumber(r[0], r[1] or "") for r in self._rows_by_ids(q, ids)}
 
     def payments_of_invoices(self, account: str, invoices: Iterable[Invoice]) -> list[Payment]:
         """Every payment (deleted ones too) of the given invoices; read through their clients' index."""

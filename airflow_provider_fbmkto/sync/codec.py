@@ -42,8 +42,8 @@ _STATUS = {int(v): v for v in InvoiceStatus}
 
 
 def vis_state_of(raw: Any) -> VisState:
-    """The :class:`VisState` of a stored ``vis_state`` (absent: active)."""
-    value = int(raw or 0)
+    """The :class:`VisState` of a stored ``vis_state``."""
+    value = int(raw)
     found = _VIS.get(value)
     return found if found is not None else VisState(value)
 
