@@ -54,12 +54,13 @@ def test_1000_writes_use_the_minimum_calls_and_absorb_forced_606_615(marketo: Ma
 def test_bursts_from_many_threads_stay_inside_the_rate_window(
     make_marketo: MakeMarketo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The 1 s window scales the limiter's arrival margin to 12.5 ms, below how late a starved CI machine's emulator
-    # thread takes a request in (it refused a call 606 twice that way): give the margin 0.2 s, as the real one's
-    # 0.25 s stands to a network. What is tested here is the window shared by threads; the margin's own accounting
-    # is unit-tested on an injected clock.
+    # Three places per 1 s window (the token takes one) against Marketo's five: seven calls need two window turns,
+    # and the instance refuses one only if five arrived within one second. Unshared limiters would send all six
+    # at once (each hook's token and two calls fit its own three places): a 606 and no wait. The slack of two
+    # places absorbs how late a starved CI machine's emulator thread takes a request in (a margin of one place
+    # and 0.2 s was not enough there: a 606 in CI); the margin's own accounting is unit-tested on an injected clock.
     monkeypatch.setattr(marketo_limits, "ARRIVAL_MARGIN", 0.2 * 20.0)
-    emu = make_marketo(rate_limit=5, conn={"calls_per_window": 4})
+    emu = make_marketo(rate_limit=5, conn={"calls_per_window": 3})
     hooks = [MarketoHook() for _ in range(3)]
     started = time.monotonic()
     threads = [threading.Thread(target=lambda h=h: [h.describe_leads() for _ in range(2)]) for h in hooks]
@@ -71,7 +72,7 @@ def test_bursts_from_many_threads_stay_inside_the_rate_window(
 
     assert len(emu.rest_calls()) == 6
     assert "606" not in codes(emu)
-    assert elapsed >= 0.95  # 6 calls (and the token) at 4 per 1 s window need a window turn
+    assert elapsed >= 1.9  # 6 calls and the token at 3 per 1 s window need two window turns
 
 
 def test_twenty_threads_never_exceed_the_concurrency_limit(make_marketo: MakeMarketo) -> None:
