@@ -54,6 +54,7 @@ from airflow_provider_fbmkto.hooks.marketo_types import (
 )
 from airflow_provider_fbmkto.http import HttpClient, RetryDecision, RetryPolicy, parse_retry_after
 from airflow_provider_fbmkto.state_conn import DEFAULT_CONN_ID
+from airflow_provider_fbmkto.sync import jsontext
 
 if TYPE_CHECKING:
     from airflow_provider_fbmkto.state.budget import CallBudget
@@ -370,7 +371,7 @@ class MarketoBaseHook(BaseHook):
         """One call whose answer is a JSON envelope; an unsuccessful envelope raises its typed error."""
         response, state = self._exchange(method, path, **kwargs)
         try:
-            body = response.json()
+            body = jsontext.loads(response.content)  # every REST answer: the fast decoder (requests' is json's)
         except ValueError:
             raise ApiError(
                 f"Marketo {method} {path}: HTTP {response.status_code} answer is not JSON", status=response.status_code

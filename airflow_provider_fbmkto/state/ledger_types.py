@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Row
 
@@ -143,25 +143,14 @@ COLUMNS = (
 )
 
 
+#: status text → member, without the enum's own lookup (a claim reads 300 rows a batch)
+_STATUS_OF = {s.value: s for s in LedgerStatus}
+
+
 def row_from_db(r: Row[Any]) -> LedgerRow:
-    m = r._mapping
-    return LedgerRow(
-        key=m["key"],
-        account=m["account"],
-        kind=m["kind"],
-        payload=m["payload"],
-        payload_hash=m["payload_hash"],
-        status=LedgerStatus(m["status"]),
-        attempts=m["attempts"],
-        last_error=m["last_error"],
-        marketo_id=m["marketo_id"],
-        run_id=m["run_id"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        written_at=m["written_at"],
-        batch_id=m["batch_id"],
-        sent_at=m["sent_at"],
-    )
+    """A row selected as :data:`COLUMNS` (in that order: the fields of :class:`LedgerRow`)."""
+    (key, account, kind, payload, payload_hash, status, *rest) = cast("tuple[Any, ...]", r)
+    return LedgerRow(key, account, kind, payload, payload_hash, _STATUS_OF.get(status) or LedgerStatus(status), *rest)
 
 
 def parse_status(value: LedgerStatus | str) -> LedgerStatus:

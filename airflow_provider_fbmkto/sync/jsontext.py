@@ -18,6 +18,10 @@ import orjson
 
 #: dict keys that are not strings (ints, enums) become strings, as :func:`json.dumps` makes them.
 _OPTIONS = orjson.OPT_NON_STR_KEYS
+#: every byte of a document to "." but its digits to "0", so a run of 19 digits is one substring search away
+#: (a C-speed pass, a fraction of orjson's own: a regex took three times orjson's time)
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
+_NINETEEN_DIGITS = b"0" * 19
 
 
 def dumps(value: Any) -> str:
@@ -31,8 +35,18 @@ def dumps_bytes(value: Any) -> bytes:
 
 
 def loads(text: str | bytes) -> Any:
-    """The value of a JSON document (raises :class:`ValueError` for text that is not JSON)."""
-    return orjson.loads(text)
+    """The value of a JSON document (raises :class:`ValueError` for text that is not JSON).
+
+    A document reads as ``json.loads`` reads it: what orjson refuses (``NaN``, UTF-16 bytes) goes to :mod:`json`,
+    and so does a document with a run of 19 or more digits, since orjson would read an integer beyond 64 bits
+    (the shortest has 19 digits) as a float, silently."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _NINETEEN_DIGITS not in raw.translate(_DIGITS_ONLY):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def canonical(value: Any) -> str:

@@ -274,3 +274,59 @@ def test_a_version_2_state_db_gets_scopes_seeded_from_its_successful_runs(db_url
     assert "moved_from" in {c["name"] for c in inspect(db.engine).get_columns("fbmkto_fb_records")}
     assert db.scopes.get("acme") == Scope(at(2), at(6))  # the failed run covered nothing
     assert db.scopes.get("globex") is None
+
+
+def test_bulk_writes_and_reads_of_repeated_instants_keep_every_row_its_own_time(db_url: str) -> None:
+    # The datetime type converts a run of equal values once (the ledger's hot path binds one `now` to every row
+    # and reads the same instants back): rows with repeated, alternating and other-zone instants, written in one
+    # executemany and by threads at once, each come back as their own UTC instant.
+    from datetime import timedelta
+    from threading import Barrier, Thread
+
+    from sqlalchemy import insert, select
+
+    from airflow_provider_fbmkto.state.models import Watermark
+
+    db = StateDB(db_url)
+    db.create_all()
+    t1 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    t2 = t1 + timedelta(microseconds=1)
+    berlin = t1.astimezone(timezone(timedelta(hours=1)))  # the same instant in another zone
+    values = [t1, t1, t2, t1, berlin, t2, t2, t1 + timedelta(days=400)]
+    with db.write_tx() as conn:
+        conn.execute(
+            insert(Watermark),
+            [{"account": "bulk", "name": f"n{i}", "value": v, "updated_at": t1} for i, v in enumerate(values)],
+        )
+    with db.read_tx() as conn:
+        got = {
+            n: v for n, v in conn.execute(select(Watermark.name, Watermark.value).where(Watermark.account == "bulk"))
+        }
+    assert got == {f"n{i}": v for i, v in enumerate(values)}
+    assert all(v.tzinfo is timezone.utc for v in got.values())
+
+    barrier = Barrier(4)
+    wrong: list[str] = []
+
+    def writer(n: int) -> None:
+        mine = t1 + timedelta(hours=n)
+        barrier.wait()
+        for round_ in range(20):
+            with db.write_tx() as conn:
+                conn.execute(
+                    insert(Watermark),
+                    [
+                        {"account": f"t{n}", "name": f"{round_}.{i}", "value": mine, "updated_at": mine}
+                        for i in range(5)
+                    ],
+                )
+            with db.read_tx() as conn:
+                rows = conn.execute(select(Watermark.value).where(Watermark.account == f"t{n}")).scalars().all()
+            wrong.extend(f"thread {n}: {v}" for v in rows if v != mine)
+
+    threads = [Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert wrong == []

@@ -319,3 +319,38 @@ def test_overlapping_runs_each_report_the_writes_their_own_load_made(db: StateDB
     for run, claimed in (("scheduled__2", first), ("backfill__1", second)):
         assert db.ledger.counts(ACCT, run_id=run) == {("activity", "written"): len(claimed)}, run
     assert db.ledger.counts(ACCT, run_id="manual__3") == {}
+
+
+def test_rows_read_back_carry_every_column_in_its_own_field(db: StateDB) -> None:
+    # Rows are built from their columns by position: each field must get its own column's value.
+    import dataclasses
+
+    from airflow_provider_fbmkto.state.ledger_types import COLUMNS, LedgerRow
+
+    assert [c.key for c in COLUMNS] == [f.name for f in dataclasses.fields(LedgerRow)]
+    db.ledger.plan("acme", "r1", [("activity:acme:1", "activity", {"a": 1}, "h1")])
+    (claimed,) = db.ledger.claim("acme", "activity", limit=10, run_id="r2")
+    db.ledger.mark_sent([claimed.key])
+    db.ledger.mark([RowOutcome(claimed.key, LedgerStatus.WRITTEN, 77, None)])
+    row = db.ledger.get("activity:acme:1")
+    assert row is not None
+    assert (row.key, row.account, row.kind, row.payload, row.payload_hash) == (
+        "activity:acme:1",
+        "acme",
+        "activity",
+        {"a": 1},
+        "h1",
+    )
+    assert (row.status, row.attempts, row.last_error, row.marketo_id, row.run_id) == (
+        LedgerStatus.WRITTEN,
+        1,
+        None,
+        "77",
+        "r2",
+    )
+    assert row.batch_id == claimed.batch_id
+    assert row.batch_id
+    assert row.created_at <= row.updated_at
+    assert row.written_at == row.updated_at
+    assert row.sent_at is not None
+    assert row.created_at <= row.sent_at <= row.written_at
