@@ -83,6 +83,8 @@ class _CallState:
     refreshed: bool = False
     #: a transient answer was not retried because the (non-idempotent) call may have been applied
     maybe_applied: bool = False
+    #: the last answer the classifier decoded and its JSON (``None``: not JSON), so the caller decodes it once
+    decoded: tuple[requests.Response, Any] | None = None
 
 
 class MarketoBaseHook(BaseHook):
@@ -279,9 +281,10 @@ class MarketoBaseHook(BaseHook):
             message = ""
             if response.status_code == 200 and "json" in response.headers.get("Content-Type", ""):
                 try:
-                    body = response.json()
+                    body = jsontext.loads(response.content)
                 except ValueError:
                     body = None
+                state.decoded = (response, body)
                 codes = envelope_codes(body)
                 message = envelope_message(body) if codes else ""
             if set(codes) & NOT_COUNTED_CODES:
@@ -371,7 +374,12 @@ class MarketoBaseHook(BaseHook):
         """One call whose answer is a JSON envelope; an unsuccessful envelope raises its typed error."""
         response, state = self._exchange(method, path, **kwargs)
         try:
-            body = jsontext.loads(response.content)  # every REST answer: the fast decoder (requests' is json's)
+            if state.decoded is not None and state.decoded[0] is response:  # the classifier read it already
+                body = state.decoded[1]
+                if body is None:
+                    raise ValueError(response.status_code)
+            else:
+                body = jsontext.loads(response.content)
         except ValueError:
             raise ApiError(
                 f"Marketo {method} {path}: HTTP {response.status_code} answer is not JSON", status=response.status_code
