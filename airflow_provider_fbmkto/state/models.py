@@ -9,10 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Date, DateTime, Dialect, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, MappedColumn, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 #: Bumped whenever a table changes shape; stored in ``fbmkto_meta``.
@@ -85,8 +98,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         return result
 
 
-class Base(DeclarativeBase):
-    """Declarative base of the state DB's tables."""
+class Base:
+    """Base of the state DB's tables: declared like SQLAlchemy's ORM models, built as plain Core tables.
+
+    A subclass lists its columns as ``name: Mapped[T] = mapped_column(...)`` (``Mapped[T | None]`` for a nullable
+    one) with ``__tablename__`` and ``__table_args__``; the class then holds its :class:`~sqlalchemy.Table`
+    (``__table__``) and, under each column's name, the table's column, and stands for the table in ``select``,
+    ``insert``, ``update`` and ``delete``. No ORM mapper is made: the state DB uses Core statements only, and the
+    first use of any mapper in a process configures every mapper there is -- in an Airflow task process that
+    imports all of Airflow's models (Airflow's ``before_configured`` hook), about a second of every task's start.
+    """
+
+    metadata: ClassVar[MetaData] = MetaData()
+    __table__: ClassVar[Table]
+    __tablename__: ClassVar[str]
+    __table_args__: ClassVar[tuple[Any, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        annotations = vars(cls).get("__annotations__", {})
+        columns: list[Column[Any]] = []
+        for name, value in list(vars(cls).items()):
+            if not isinstance(value, MappedColumn):
+                continue
+            column = value.column
+            column.name = column.key = name
+            # as the ORM reads the annotation: Mapped[T | None] is nullable, Mapped[T] is NOT NULL
+            column.nullable = "None" in str(annotations.get(name, "")) and not column.primary_key
+            columns.append(column)
+        cls.__table__ = Table(cls.__tablename__, cls.metadata, *columns, *cls.__table_args__)
+        for column in cls.__table__.c:
+            setattr(cls, column.key, column)
+
+    @classmethod
+    def __clause_element__(cls) -> Table:
+        return cls.__table__
 
 
 class Meta(Base):

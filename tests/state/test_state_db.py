@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -100,6 +101,26 @@ def test_state_package_does_not_import_airflow_or_hooks() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_state_db_in_an_airflow_process_does_not_load_airflows_models(tmp_path: Path) -> None:
+    # Airflow hooks the first configuration of any SQLAlchemy ORM mapper to import all of its own models (a
+    # second or so at every task's start); the state DB's tables are plain Core tables, so it never fires.
+    code = (
+        "import sys, airflow.settings\n"
+        "from sqlalchemy.orm import Mapper\n"
+        "from airflow_provider_fbmkto.state import RowOutcome, StateDB\n"
+        f"db = StateDB('sqlite:///{tmp_path}/state.db')\n"
+        "db.ledger.plan('acme', 'r1', [('lead:acme:a@x.com', 'lead', {'email': 'a@x.com'}, 'h')])\n"
+        "(row,) = db.ledger.claim('acme', 'lead', limit=5, run_id='r2')\n"
+        "db.ledger.mark([RowOutcome(row.key, 'written', 7, None)])\n"
+        "db.budget.spend('inst', 1, account='acme')\n"
+        "db.owners.claim('inst', 'lead', 'acme', ['a@x.com'], run_id='r2')\n"
+        "assert db.ledger.get(row.key).marketo_id == '7'\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('airflow.models.dagbag', 'airflow.models.xcom')))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "AIRFLOW_HOME": str(tmp_path)})
 
 
 # ------------------------------------------------------------------------------------------- from_airflow
