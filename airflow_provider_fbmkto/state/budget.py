@@ -120,30 +120,16 @@ class CallBudget:
             raise ValueError("calls must be >= 0; use refund() to give calls back")
         day = marketo_day(now)
         stamp = utcnow()
-        ensure_row = (
-            self._db.insert(CallBudgetDay)
-            .values(instance=instance, day=day, used=0, updated_at=stamp)
-            .on_conflict_do_nothing(index_elements=[CallBudgetDay.instance, CallBudgetDay.day])
-        )
-        where = [CallBudgetDay.instance == instance, CallBudgetDay.day == day]
-        if limit is not None:
-            where.append(CallBudgetDay.used + calls <= limit)
-        bump = (
-            update(CallBudgetDay)
-            .where(*where)
-            .values(used=CallBudgetDay.used + calls, updated_at=stamp)
-            .returning(CallBudgetDay.used)
-        )
+        keys = {"instance": instance, "day": day}
         try:
             with self._db.write_tx() as conn:
-                conn.execute(ensure_row)
-                used = conn.execute(bump).scalar_one_or_none()
+                used = self._bump(conn, CallBudgetDay, keys, calls, limit, stamp)
                 if used is None:
-                    current = conn.execute(
-                        select(CallBudgetDay.used).where(CallBudgetDay.instance == instance, CallBudgetDay.day == day)
-                    ).scalar_one()
+                    current = self._used_in(conn, CallBudgetDay, keys)
                 elif account is not None:
-                    self._spend_account(conn, instance, day, account, calls, account_limit, stamp)
+                    mine = self._bump(conn, AccountCallDay, {**keys, "account": account}, calls, account_limit, stamp)
+                    if mine is None:
+                        raise _ShareStop(self._used_in(conn, AccountCallDay, {**keys, "account": account}))
         except _ShareStop as stop:
             assert account is not None
             assert account_limit is not None
@@ -175,25 +161,26 @@ class CallBudget:
             resets_at=resets,
         )
 
-    def _spend_account(
-        self, conn: Any, instance: str, day: date, account: str, calls: int, limit: int | None, stamp: datetime
-    ) -> None:
-        conn.execute(
-            self._db.insert(AccountCallDay)
-            .values(instance=instance, day=day, account=account, used=0, updated_at=stamp)
-            .on_conflict_do_nothing(
-                index_elements=[AccountCallDay.instance, AccountCallDay.day, AccountCallDay.account]
-            )
+    def _bump(
+        self, conn: Any, table: Any, keys: dict[str, Any], calls: int, limit: int | None, stamp: datetime
+    ) -> int | None:
+        """Add ``calls`` to the counter row of ``keys`` (made at ``calls`` if new) unless that would pass ``limit``:
+        one upsert, so a spend is two statements (the instance, the account), not four; the count after, or None."""
+        if limit is not None and calls > limit:
+            return None
+        stmt = self._db.insert(table).values(**keys, used=calls, updated_at=stamp)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.__table__.c[k] for k in keys],
+            set_={"used": table.used + calls, "updated_at": stamp},
+            where=None if limit is None else table.used + calls <= limit,
         )
-        where = [AccountCallDay.instance == instance, AccountCallDay.day == day, AccountCallDay.account == account]
-        bump = update(AccountCallDay).where(*where)
-        if limit is not None:
-            bump = bump.where(AccountCallDay.used + calls <= limit)
-        mine = conn.execute(
-            bump.values(used=AccountCallDay.used + calls, updated_at=stamp).returning(AccountCallDay.used)
-        ).scalar_one_or_none()
-        if mine is None:
-            raise _ShareStop(int(conn.execute(select(AccountCallDay.used).where(*where)).scalar_one()))
+        used = conn.execute(stmt.returning(table.used)).scalar_one_or_none()
+        return None if used is None else int(used)
+
+    @staticmethod
+    def _used_in(conn: Any, table: Any, keys: dict[str, Any]) -> int:
+        where = [table.__table__.c[k] == v for k, v in keys.items()]
+        return int(conn.execute(select(table.used).where(*where)).scalar_one_or_none() or 0)
 
     def used_by_accounts(self, instance: str, *, now: datetime | None = None) -> dict[str, int]:
         """Calls spent on ``instance`` today per account (accounts without calls today are absent)."""
