@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from airflow_provider_fbmkto.state._util import CHUNK, chunked, utcnow
+from airflow_provider_fbmkto.state.bulk import execute_many
 from airflow_provider_fbmkto.state.ledger_reads import LedgerReads
 from airflow_provider_fbmkto.state.ledger_types import (
     COLUMNS,
@@ -106,10 +107,11 @@ class Ledger(LedgerReads):
                 if inserts:
                     # A concurrent planner may have inserted the same key since our SELECT: keep theirs.
                     stmt = self._db.insert(LedgerEntry).on_conflict_do_nothing(index_elements=[LedgerEntry.key])
-                    conn.execute(stmt, inserts)
+                    execute_many(conn, stmt, inserts)
                     new += len(inserts)
                 if updates:
-                    conn.execute(
+                    execute_many(
+                        conn,
                         update(LedgerEntry)
                         .where(
                             LedgerEntry.key == bindparam("b_key"),
@@ -389,4 +391,4 @@ def _mark_in(conn: Connection, groups: dict[LedgerStatus, list[dict[str, Any]]])
         if status is LedgerStatus.WRITTEN:
             values["written_at"] = now
         for page in chunked(params, CHUNK):
-            conn.execute(update(LedgerEntry).where(LedgerEntry.key == bindparam("b_key")).values(values), page)
+            execute_many(conn, update(LedgerEntry).where(LedgerEntry.key == bindparam("b_key")).values(values), page)

@@ -21,6 +21,7 @@ from sqlalchemy import JSON, Date, Index, Integer, String, Text, and_, func, or_
 from sqlalchemy.orm import Mapped, mapped_column
 
 from airflow_provider_fbmkto.state._util import CHUNK, chunked
+from airflow_provider_fbmkto.state.bulk import execute_many
 from airflow_provider_fbmkto.state.models import Base
 from airflow_provider_fbmkto.sync.codec import Record, from_json, kind_of, to_json, vis_state_of
 from airflow_provider_fbmkto.sync.records import Client, ClientContact, Invoice, InvoiceNumber, Payment
@@ -130,7 +131,7 @@ class FreshBooksMirror:
             )
             with self._db.write_tx() as conn:
                 self._carry_moves(conn, account, [r for (kind, _), r in rows.items() if kind == "client"])
-                conn.execute(stmt, list(rows.values()))
+                execute_many(conn, stmt, list(rows.values()))
             n += len(rows)
         return n
 
