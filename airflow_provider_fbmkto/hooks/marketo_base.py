@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import requests
 from airflow.sdk import BaseHook
 
-from airflow_provider_fbmkto.exceptions import ApiError, AuthError, ConfigError, QuotaExhausted
+from airflow_provider_fbmkto.exceptions import ApiError, AuthError, ConfigError, QuotaExhausted, TransportError
 from airflow_provider_fbmkto.hooks.connection_values import mask
 from airflow_provider_fbmkto.hooks.marketo_auth import (
     IDENTITY_PATH,
@@ -285,6 +285,10 @@ class MarketoBaseHook(BaseHook):
                 except ValueError:
                     body = None
                 state.decoded = (response, body)
+                if (
+                    body is None and state.idempotent
+                ):  # cut short on its way: a read (or idempotent write) is sent again
+                    return RetryDecision("Marketo answer is not JSON")
                 codes = envelope_codes(body)
                 message = envelope_message(body) if codes else ""
             if set(codes) & NOT_COUNTED_CODES:
@@ -373,19 +377,24 @@ class MarketoBaseHook(BaseHook):
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """One call whose answer is a JSON envelope; an unsuccessful envelope raises its typed error."""
         response, state = self._exchange(method, path, **kwargs)
-        try:
-            if state.decoded is not None and state.decoded[0] is response:  # the classifier read it already
-                body = state.decoded[1]
-                if body is None:
-                    raise ValueError(response.status_code)
-            else:
+        if state.decoded is not None and state.decoded[0] is response:  # the classifier read it already
+            body = state.decoded[1]
+        else:
+            try:
                 body = jsontext.loads(response.content)
-        except ValueError:
-            raise ApiError(
-                f"Marketo {method} {path}: HTTP {response.status_code} answer is not JSON", status=response.status_code
-            ) from None
+            except ValueError:
+                body = None
         if not isinstance(body, dict):
-            raise ApiError(f"Marketo {method} {path}: unexpected answer", status=response.status_code)
+            if response.status_code == 200:  # Marketo took the call but its answer is unreadable: it may have acted
+                raise TransportError(
+                    f"Marketo {method} {path}: HTTP 200 answer is not a JSON object (cut short, or not from Marketo); "
+                    "the call may have been applied",
+                    sent=True,
+                )
+            raise ApiError(
+                f"Marketo {method} {path}: HTTP {response.status_code} answer is not a JSON object",
+                status=response.status_code,
+            )
         raise_for_envelope(
             method,
             path,

@@ -209,6 +209,28 @@ def test_marketo_timeouts_are_not_resent_for_activity_writes(marketo: MarketoEmu
     assert writes == [["604"], ["608"], []]
 
 
+def test_an_answer_cut_short_is_a_write_that_may_have_landed_and_is_not_resent(marketo: MarketoEmulator) -> None:
+    # HTTP 200 with half a JSON body (a dropped proxy connection): Marketo did the work, the client cannot tell what.
+    type_id = marketo.create_activity_type_direct("fbInvoiceSent")
+    hook = MarketoHook()
+    lead = hook.upsert_leads(leads(1))[0].id
+    activity = {
+        "leadId": lead,
+        "activityDate": "2025-03-01T10:00:00+00:00",
+        "activityTypeId": type_id,
+        "primaryAttributeValue": "INV-1",
+    }
+    marketo.inject_fault("garbled", path_prefix="/rest/v1/activities/external.json")
+    with pytest.raises(TransportError, match=r"HTTP 200 answer is not a JSON object.*may have been applied") as err:
+        hook.add_activities([activity])
+    assert err.value.sent is True  # the loader reads such a batch back instead of sending it again
+    assert len(marketo.activities()) == 1
+    assert len([c for c in marketo.rest_calls() if c.path == "/rest/v1/activities/external.json"]) == 1
+    marketo.inject_fault("garbled", path_prefix="/rest/v1/leads/describe2.json")
+    assert hook.describe_leads()  # a read is simply sent again
+    assert [c.path for c in marketo.rest_calls()].count("/rest/v1/leads/describe2.json") == 2
+
+
 def test_a_nearly_dead_token_is_used_or_waited_out_never_trusted_blindly(make_marketo: MakeMarketo) -> None:
     offset = [0.0]
     emu = make_marketo(clock=lambda: datetime.now(timezone.utc) + timedelta(seconds=offset[0]))

@@ -135,7 +135,8 @@ Bulk lead export               create (fields known, one filter, ``updatedAt``/`
                                HTTP 404 with an envelope). Status polls are timed, never refused.
 Faults                         :meth:`MarketoEmulator.inject_fault`: Marketo codes (614, 719, 1029 among
                                them) in a 200 envelope with the code's message or a given ``message``, bare
-                               HTTP 500/502/503/413/414, ``timeout``/``slow`` stalls, ``export_failed``.
+                               HTTP 500/502/503/413/414, ``timeout``/``slow`` stalls, ``export_failed``, ``garbled``
+                               (served, then the answer cut short).
 Control API                    ``/_emulator/`` reset, faults, calls, tokens/expire, leads, leads/merge,
                                companies, activities, activity-types, lists, lists/{id}, company-fields,
                                exports, campaigns, campaign-requests, usage. JSON only; bad input 4xx.

@@ -30,7 +30,7 @@ from airflow_provider_fbmkto.testing.marketo.errors import (
     ResourceNotFound,
     error_for,
 )
-from airflow_provider_fbmkto.testing.marketo.faults import HTTP_STATUSES, MARKETO_CODES, Fault, FaultQueue
+from airflow_provider_fbmkto.testing.marketo.faults import GARBLED, HTTP_STATUSES, MARKETO_CODES, Fault, FaultQueue
 from airflow_provider_fbmkto.testing.marketo.fields import iso
 from airflow_provider_fbmkto.testing.marketo.handlers import (
     ApiRequest,
@@ -99,6 +99,17 @@ class Outcome:
     codes: list[str] = field(default_factory=list)
     record_codes: list[str] = field(default_factory=list)
     request_id: str | None = None
+
+
+#: what :meth:`MarketoApp._fault` answers for ``garbled``: serve the call, then cut its answer (see :func:`_cut`)
+_GARBLE = Outcome(Response(b""))
+
+
+def _cut(outcome: Outcome) -> Outcome:
+    """The served answer cut to half its body, still 200 with a JSON content type (the call has been applied)."""
+    body = bytes(outcome.response.body)
+    cut = Response(body[: len(body) // 2], status_code=200, media_type="application/json")
+    return Outcome(cut, outcome.codes, outcome.record_codes, outcome.request_id)
 
 
 def _raw(status: int) -> Response:
@@ -239,6 +250,8 @@ class MarketoApp:
             return self._error(error_for(kind, message))
         if kind in HTTP_STATUSES:
             return Outcome(_raw(int(kind)))
+        if kind == GARBLED:
+            return _GARBLE
         if kind == "timeout":
             await self.pause(self.timeout_seconds)
         elif kind == "slow":
@@ -247,8 +260,13 @@ class MarketoApp:
 
     async def _identity(self, req: ApiRequest) -> Outcome:
         faulted = await self._fault(req.path)
+        if faulted is _GARBLE:
+            return _cut(await self._token(req))
         if faulted is not None:
             return faulted
+        return await self._token(req)
+
+    async def _token(self, req: ApiRequest) -> Outcome:
         if req.method not in ("GET", "POST"):
             return Outcome(JSONResponse({"error": "invalid_request", "error_description": "Use GET"}, 405))
         params = req.params
@@ -289,8 +307,13 @@ class MarketoApp:
 
     async def _admitted(self, req: ApiRequest, content_type: str) -> Outcome:
         faulted = await self._fault(req.path)
+        if faulted is _GARBLE:
+            return _cut(await self._dispatch(req, content_type))
         if faulted is not None:
             return faulted
+        return await self._dispatch(req, content_type)
+
+    async def _dispatch(self, req: ApiRequest, content_type: str) -> Outcome:
         if self.latency > 0:
             await self.pause(self.latency)
         route, path_params, known = routes.resolve(routes.REST_ROUTES, req.method, req.path)

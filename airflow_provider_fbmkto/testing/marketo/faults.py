@@ -9,7 +9,9 @@ Kinds:
 * ``timeout``: the call stalls ``timeout_seconds`` (30 s by default) holding its concurrency slot, then is
   served normally -- a client with a shorter read timeout gives up although the write lands;
 * ``slow``: the call stalls ``slow_seconds`` (2 s by default), then is served normally;
-* ``export_failed``: the next bulk export to finish ends ``Failed`` (not tied to a path).
+* ``export_failed``: the next bulk export to finish ends ``Failed`` (not tied to a path);
+* ``garbled``: the call is served (a write lands), then its answer is cut short: HTTP 200, a JSON content type,
+  half the body (what a dropped proxy connection or a broken gateway hands the client).
 
 ``path_prefix=None`` matches every REST/bulk call but not the identity endpoint; pass ``"/identity"`` to
 hit token requests. The queue is the emulators' shared :class:`~airflow_provider_fbmkto.testing.faults.FaultQueue`
@@ -21,6 +23,7 @@ from __future__ import annotations
 from airflow_provider_fbmkto.testing.faults import Fault, FaultQueue
 
 __all__ = [
+    "GARBLED",
     "HTTP_STATUSES",
     "KINDS",
     "MARKETO_CODES",
@@ -35,7 +38,8 @@ __all__ = [
 MARKETO_CODES = frozenset({"601", "602", "604", "606", "607", "608", "611", "614", "615", "713", "719", "1029"})
 HTTP_STATUSES = frozenset({"500", "502", "503", "413", "414"})
 STALLS = frozenset({"timeout", "slow"})
-KINDS = MARKETO_CODES | HTTP_STATUSES | STALLS | {"export_failed"}
+GARBLED = "garbled"
+KINDS = MARKETO_CODES | HTTP_STATUSES | STALLS | {"export_failed", GARBLED}
 
 
 #: paths a fault without ``path_prefix`` does not match
