@@ -285,9 +285,7 @@ class MarketoBaseHook(BaseHook):
                 except ValueError:
                     body = None
                 state.decoded = (response, body)
-                if (
-                    body is None and state.idempotent
-                ):  # cut short on its way: a read (or idempotent write) is sent again
+                if body is None and state.idempotent:  # cut short on its way: a read is simply sent again
                     return RetryDecision("Marketo answer is not JSON")
                 codes = envelope_codes(body)
                 message = envelope_message(body) if codes else ""

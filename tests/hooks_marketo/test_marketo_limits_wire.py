@@ -28,6 +28,16 @@ def leads(n: int) -> list[dict[str, Any]]:
     return [{"email": f"user{i}@example.com", "firstName": f"U{i}"} for i in range(n)]
 
 
+def invoice_sent(lead_id: int, type_id: int) -> dict[str, Any]:
+    """One custom activity body for ``lead_id``."""
+    return {
+        "leadId": lead_id,
+        "activityDate": "2025-03-01T10:00:00+00:00",
+        "activityTypeId": type_id,
+        "primaryAttributeValue": "INV-1",
+    }
+
+
 def codes(emu: MarketoEmulator) -> list[str]:
     return [code for call in emu.rest_calls() for code in call.codes]
 
@@ -170,12 +180,7 @@ def test_read_timeout_retries_idempotent_calls_but_not_activity_writes(make_mark
     lead = hook.upsert_leads(leads(1))[0].id
     emu.inject_fault("timeout", path_prefix="/rest/v1/leads.json")
     assert hook.upsert_leads(leads(2))[1].status == "created"  # createOrUpdate is safe to resend
-    activity = {
-        "leadId": lead,
-        "activityDate": "2025-03-01T10:00:00+00:00",
-        "activityTypeId": type_id,
-        "primaryAttributeValue": "INV-1",
-    }
+    activity = invoice_sent(lead, type_id)
     emu.inject_fault("timeout", path_prefix="/rest/v1/activities/external.json")
     with pytest.raises(TransportError, match="may have been applied") as err:
         hook.add_activities([activity])
@@ -194,12 +199,7 @@ def test_marketo_timeouts_are_not_resent_for_activity_writes(marketo: MarketoEmu
     marketo.inject_fault("604", path_prefix="/rest/v1/leads.json")
     assert hook.upsert_leads(leads(1))[0].status == "updated"  # resent after 604: idempotent
     marketo.inject_fault("604", path_prefix="/rest/v1/activities/external.json")
-    activity = {
-        "leadId": lead,
-        "activityDate": "2025-03-01T10:00:00+00:00",
-        "activityTypeId": type_id,
-        "primaryAttributeValue": "INV-1",
-    }
+    activity = invoice_sent(lead, type_id)
     with pytest.raises(ApiError, match="604 Request timed out; it may have been applied") as err:
         hook.add_activities([activity])
     assert err.value.retryable is True
@@ -214,12 +214,7 @@ def test_an_answer_cut_short_is_a_write_that_may_have_landed_and_is_not_resent(m
     type_id = marketo.create_activity_type_direct("fbInvoiceSent")
     hook = MarketoHook()
     lead = hook.upsert_leads(leads(1))[0].id
-    activity = {
-        "leadId": lead,
-        "activityDate": "2025-03-01T10:00:00+00:00",
-        "activityTypeId": type_id,
-        "primaryAttributeValue": "INV-1",
-    }
+    activity = invoice_sent(lead, type_id)
     marketo.inject_fault("garbled", path_prefix="/rest/v1/activities/external.json")
     with pytest.raises(TransportError, match=r"HTTP 200 answer is not a JSON object.*may have been applied") as err:
         hook.add_activities([activity])
