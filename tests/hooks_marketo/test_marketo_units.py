@@ -47,7 +47,7 @@ def test_creds_defaults_and_base_url() -> None:
     creds = MarketoCreds.from_connection(_conn())
     assert creds.base_url == "https://123-ABC-456.mktorest.com"
     assert creds.instance == "123-abc-456.mktorest.com"
-    assert (creds.calls_per_window, creds.window_seconds, creds.max_concurrency) == (90, 20.0, 8)
+    assert (creds.calls_per_window, creds.window_seconds, creds.max_concurrency) == (95, 20.0, 8)
     assert (creds.daily_budget, creds.budget_reserve, creds.budget_limit) == (45_000, 0, 45_000)
     assert creds.time_scale == 1.0
     assert "s3cret-value" not in repr(creds)
