@@ -42,6 +42,8 @@ BATCH = 300
 #: Calls one batch may need at most (activities: lead ids, the write, a look-up and a resend for merged people):
 #: a new batch is claimed only while the account's share leaves this many per batch in flight.
 CALLS_PER_BATCH = 4
+#: Lead ids (e-mail → id, about 0.15 kB each) a load remembers once written or read; forgotten all at once beyond.
+LEAD_ID_CACHE = 200_000
 LEAD_NOT_FOUND = "1004"
 WRITTEN, SKIPPED, FAILED, PENDING = (
     LedgerStatus.WRITTEN,
@@ -117,6 +119,8 @@ class Loader(InDoubtResolution):
         self.calls_before = mkto.http.stats.attempts
         self._type_ids: dict[str, int] | None = type_ids
         self._lock = threading.Lock()  # senders run on several threads
+        #: lead ids this load wrote or read (e-mail → id): a person's activities and list rows need no look-up
+        self._known_leads: dict[str, int] = {}
         self.notes: list[str] = []
         self._crm_noted = False
         #: why the load stopped before sending everything (the account's daily budget share), else None
@@ -296,6 +300,7 @@ class Loader(InDoubtResolution):
                 "the account is update-only (marketo.leads.create: false); it goes through once the person exists"
             )
             outcomes += _lead_outcomes(split.own, results, None if policy.create else lambda _: update_only)
+            self._remember_leads(split.own, results)
         if split.shared:  # another account owns these people and creates them: this account only updates them
             results = self.mkto.upsert_leads([r.payload for r in split.shared], create=False)
             outcomes += _lead_outcomes(
@@ -306,18 +311,39 @@ class Loader(InDoubtResolution):
                     "shares it (marketo.leads.shared) and only updates it, once it exists"
                 ),
             )
+            self._remember_leads(split.shared, results)
         return outcomes
 
+    def _remember_leads(self, rows: list[LedgerRow], results: list[RecordResult]) -> None:
+        """Keep the ids of the leads Marketo just wrote, by their rows' lead keys' e-mails."""
+        self._know(
+            {parse_key(r.key).rest: int(res.id) for r, res in zip(rows, results, strict=True) if res.ok and res.id}
+        )
+
+    def _know(self, ids: dict[str, int]) -> None:
+        with self._lock:
+            if len(self._known_leads) + len(ids) > LEAD_ID_CACHE:
+                self._known_leads.clear()
+            self._known_leads.update(ids)
+
     def _lead_ids(self, emails: Iterable[str]) -> dict[str, int]:
-        """Marketo lead id per e-mail: from the ledger's written lead rows, else read from Marketo."""
-        wanted = sorted(set(emails))
-        keys = {lead_key(self.account, e): e for e in wanted}
-        ids = {keys[k]: int(v) for k, v in self.db.ledger.marketo_ids(keys).items() if v}
-        missing = [e for e in wanted if e not in ids]
+        """Marketo lead id per e-mail: known to this load, else from the ledger's written lead rows, else read
+        from Marketo."""
+        wanted = set(emails)
+        with self._lock:
+            known = self._known_leads
+            ids = {e: i for e in wanted if (i := known.get(e)) is not None}
+        unknown = sorted(wanted - ids.keys())
+        if not unknown:
+            return ids
+        keys = {lead_key(self.account, e): e for e in unknown}
+        found = {keys[k]: int(v) for k, v in self.db.ledger.marketo_ids(keys).items() if v}
+        missing = [e for e in unknown if e not in found]
         if missing:
             for lead in self.mkto.get_leads_by_email(missing, ["id", "email"]):
-                ids[str(lead["email"]).lower()] = int(lead["id"])
-        return ids
+                found[str(lead["email"]).lower()] = int(lead["id"])
+        self._know(found)
+        return ids | found
 
     def _activity_type_ids(self) -> dict[str, int]:
         with self._lock:
@@ -386,6 +412,10 @@ class Loader(InDoubtResolution):
         moved = {lead_key(self.account, e): i for e, i in found.items()}
         self.db.ledger.mark(RowOutcome(k, WRITTEN, i) for k, i in moved.items() if k in remembered)
         lost = [e for e in wanted if e not in found]
+        with self._lock:  # the survivors replace the merged people; the deleted are no longer known
+            for e in lost:
+                self._known_leads.pop(e, None)
+        self._know(found)
         if lost and self.ctx.account.marketo.leads.create:
             self.db.ledger.reset_to_pending(lead_key(self.account, e) for e in lost)
         self.notes.append(f"people gone from Marketo (1004): {len(found)} merged into a survivor, {len(lost)} deleted")

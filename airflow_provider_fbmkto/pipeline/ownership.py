@@ -9,6 +9,11 @@ the rows into the account's own, the shared (sent; a shared lead ``updateOnly``)
 
 What a held key covers: a company key holds the company upsert; a lead e-mail holds the lead upsert, the
 activities on that person and its list membership.
+
+A key the account owns stays its own until an operator releases it (``fbmkto owners release``), so the gate
+remembers, for the rest of the load, the keys it found the account owning (at most ``MINE_CACHE``): the
+activities and list rows of a person need no second look-up of who owns the e-mail. A release made while a load
+runs takes effect from the account's next load.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ if TYPE_CHECKING:
     from airflow_provider_fbmkto.state.db import StateDB
 
 __all__ = ["OwnershipGate", "Split"]
+
+#: Keys the gate remembers the account owning, per load (about 0.1 kB each); forgotten all at once beyond it.
+MINE_CACHE = 200_000
 
 
 @dataclass
@@ -65,6 +73,8 @@ class OwnershipGate:
         #: owner → rows held for it in this load
         self.held: Counter[str] = Counter()
         self._theirs: dict[str, SharingPolicy | None] = {}
+        #: ``(kind, key)`` this account was found owning in this load (see the module doc)
+        self._mine: set[tuple[str, str]] = set()
         self._declared = False
         self._lock = threading.Lock()
 
@@ -92,7 +102,7 @@ class OwnershipGate:
         if not rows:
             return out
         keys = {r.key: key_of(r).strip().lower() if kind != COMPANY else key_of(r) for r in rows}
-        owners = self.db.owners.claim(self.instance, kind, self.account, set(keys.values()), run_id=self.run_id)
+        owners = self._claim(kind, set(keys.values()))
         policies = self._policies({o for o in owners.values() if o != self.account})
         for r in rows:
             key = keys[r.key]
@@ -108,6 +118,22 @@ class OwnershipGate:
                 with self._lock:
                     self.held[owner] += 1
         return out
+
+    def _claim(self, kind: str, keys: set[str]) -> dict[str, str]:
+        """key → owner of ``keys``, claiming those nobody owns; the keys already known to be the account's are not
+        looked up again."""
+        mine = self._mine
+        with self._lock:
+            unknown = {k for k in keys if (kind, k) not in mine}
+        owners = {k: self.account for k in keys - unknown}
+        if unknown:
+            found = self.db.owners.claim(self.instance, kind, self.account, unknown, run_id=self.run_id)
+            owners.update(found)
+            with self._lock:
+                if len(mine) + len(unknown) > MINE_CACHE:
+                    mine.clear()
+                mine.update((kind, k) for k, owner in found.items() if owner == self.account)
+        return owners
 
     def _reason(self, kind: str, key: str, owner: str, what: str) -> str:
         replay = f"then replay: fbmkto ledger replay --account {self.account}"

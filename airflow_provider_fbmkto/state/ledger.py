@@ -40,6 +40,18 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection
 
+#: What a claim reads back of each claimed row: the columns it does not set itself.
+_CLAIMED = (
+    LedgerEntry.key,
+    LedgerEntry.payload,
+    LedgerEntry.payload_hash,
+    LedgerEntry.attempts,
+    LedgerEntry.last_error,
+    LedgerEntry.marketo_id,
+    LedgerEntry.created_at,
+    LedgerEntry.written_at,
+)
+
 __all__ = ["KINDS", "WRITE_ONCE_KINDS", "Ledger", "LedgerRow", "LedgerStatus", "PlanResult", "RowOutcome"]
 
 
@@ -266,36 +278,61 @@ class Ledger(LedgerReads):
             queries.append(failed)
         queries.append([*mine, LedgerEntry.status == LedgerStatus.PENDING.value])
         where = [*mine, LedgerEntry.status.in_([LedgerStatus.PENDING.value, LedgerStatus.FAILED.value])]
+        got: list[Any] = []
         with self._db.write_tx() as conn:
             if groups:
                 _mark_in(conn, groups)
-            keys: list[str] = []
+            now, batch_id = utcnow(), uuid.uuid4().hex
             for query in queries:
-                if len(keys) >= limit:
+                if len(got) >= limit:
                     break
-                keys += conn.execute(
+                # One statement per status: the keys picked are updated and returned at once. The pick is a CTE:
+                # PostgreSQL may run an IN subquery once per row it tests, a LIMIT then limits nothing.
+                picked = (
                     select(LedgerEntry.key)
                     .where(*query)
                     .order_by(LedgerEntry.key)
-                    .limit(limit - len(keys))
+                    .limit(limit - len(got))
                     .with_for_update(skip_locked=True)
-                ).scalars()
-            if not keys:
-                return []
-            rows = conn.execute(
-                update(LedgerEntry)
-                .where(LedgerEntry.key.in_(keys), *where)
-                .values(
-                    status=LedgerStatus.IN_FLIGHT.value,
-                    batch_id=uuid.uuid4().hex,
-                    attempts=LedgerEntry.attempts + 1,
-                    run_id=run_id,
-                    updated_at=utcnow(),
-                    sent_at=None,
+                    .cte("picked")
                 )
-                .returning(*COLUMNS)
-            ).all()
-        return sorted((row_from_db(r) for r in rows), key=lambda row: row.key)
+                got += conn.execute(
+                    update(LedgerEntry)
+                    .add_cte(picked)
+                    .where(LedgerEntry.key.in_(select(picked.c.key)), *where)
+                    .values(
+                        status=LedgerStatus.IN_FLIGHT.value,
+                        batch_id=batch_id,
+                        attempts=LedgerEntry.attempts + 1,
+                        run_id=run_id,
+                        updated_at=now,
+                        sent_at=None,
+                    )
+                    .returning(*_CLAIMED)
+                ).all()
+        # The columns the claim just set are not read back (a third of a claim's time on SQLite): they are known.
+        in_flight = LedgerStatus.IN_FLIGHT
+        rows = (
+            LedgerRow(
+                key,
+                account,
+                kind,
+                payload,
+                payload_hash,
+                in_flight,
+                attempts,
+                error,
+                mid,
+                run_id,
+                created,
+                now,
+                written,
+                batch_id,
+                None,
+            )
+            for key, payload, payload_hash, attempts, error, mid, created, written in got
+        )
+        return sorted(rows, key=lambda row: row.key)
 
     # --------------------------------------------------------------------------------------------- mark
 

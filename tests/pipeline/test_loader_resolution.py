@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from airflow_provider_fbmkto.cli import main as fbmkto
 from airflow_provider_fbmkto.exceptions import ApiError, TransportError
@@ -503,3 +504,28 @@ def test_activities_failed_by_this_load_are_not_claimed_again_by_it(
     # The next run retries them (and fails them again, once each, while the people are missing).
     Loader(s.hook(), s.db, s.ctx("r2"), concurrency=1).run()
     assert {r.attempts for r in s.rows()} == {2}
+
+
+# -- (h) a load remembers the lead ids it wrote ---------------------------------------------------------------
+
+
+def test_activities_go_to_the_leads_the_same_load_wrote_without_reading_their_ids_back(planned: Stack) -> None:
+    s = planned
+    id_reads: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        if "fbmkto_ledger.marketo_id IS NOT NULL" in sql:
+            id_reads.append(sql)
+
+    event.listen(s.db.engine, "before_cursor_execute", record)
+    s.loader(s.ctx("r1")).run()
+    assert s.statuses("lead") == Counter({"written": len(s.rows("lead"))})
+    s.assert_exactly_once()  # every activity on the lead Marketo gave for its e-mail
+    assert id_reads == []  # the lead phase's answers gave every id; the ledger was not asked for one
+
+    # A later load knows no id yet: it reads the remembered ones from the ledger (and Marketo is not asked).
+    s.db.ledger.reset_to_pending(r.key for r in s.rows("list"))
+    calls_before = len(s.mk.rest_calls())
+    s.loader(s.ctx("r2")).run()
+    assert id_reads
+    assert not [c for c in s.mk.rest_calls()[calls_before:] if c.path == "/rest/v1/leads.json"]
