@@ -36,7 +36,9 @@ from airflow_provider_fbmkto.pipeline.extract import FILES, PULLED_UNTIL
 from airflow_provider_fbmkto.pipeline.planner_facts import FactPlanner, staged, staged_data
 from airflow_provider_fbmkto.pipeline.planner_groups import Groups, chunks
 from airflow_provider_fbmkto.pipeline.preflight import companies_refused
+from airflow_provider_fbmkto.state.ledger import PLAN_ROWS_PER_TX
 from airflow_provider_fbmkto.state.mirror import FreshBooksMirror
+from airflow_provider_fbmkto.sync.keys import payload_hash
 from airflow_provider_fbmkto.sync.mapping import company_payload, company_summaries, list_change, list_exit, plan_leads
 from airflow_provider_fbmkto.sync.matching import match_clients
 from airflow_provider_fbmkto.sync.plan import MappingContext, PlannedActivity, Skipped
@@ -80,6 +82,9 @@ class _Tally:
         self.too_old: list[str] = []
         self.too_old_count = 0
         self.preview: dict[str, dict[str, Any]] = defaultdict(lambda: {"new": 0, "changed": 0, "examples": []})
+        #: activity rows planned but not yet written: the passes' small batches go to the ledger a few thousand
+        #: at a time (one transaction each); :meth:`flush` writes the rest
+        self._activity_rows: list[Row] = []
 
     def add_skips(self, skips: Iterable[Skipped]) -> None:
         for s in skips:
@@ -91,9 +96,17 @@ class _Tally:
         kept, old = split_retained(items, start=retained_from)
         self.too_old_count += len(old)
         self.too_old += [a.key for a in old[: max(0, 10 - len(self.too_old))]]
-        self.plan([(a.key, "activity", a.payload(), a.payload_hash()) for a in kept])
+        payloads = [(a.key, a.payload()) for a in kept]  # each built once, for the row and for its hash
+        self._activity_rows += [(key, "activity", payload, payload_hash(payload)) for key, payload in payloads]
+        if len(self._activity_rows) >= PLAN_ROWS_PER_TX:  # about 0.5 kB a row
+            self.flush()
         self.planned["activity"] += len(kept)
         return kept
+
+    def flush(self) -> None:
+        """Write the activity rows :meth:`activities` still holds."""
+        rows, self._activity_rows = self._activity_rows, []
+        self.plan(rows)
 
     def plan(self, rows: list[Row]) -> None:
         if not rows:
@@ -152,6 +165,7 @@ def plan_run(db: StateDB, ctx: RunContext, staging: StagingDir, extracted: dict[
         kept = tally.activities(activities, retained_from)
         if not everyone:
             active_emails.update(a.lead_email for a in kept)
+    tally.flush()
     withdrawn = 0
     if not first_run:  # a first run has no earlier ledger row to withdraw
         withdrawn = sum(

@@ -11,6 +11,10 @@ T = TypeVar("T")
 
 #: Rows per bulk statement (IN lists, executemany pages). Well under SQLite's bound-parameter limit.
 CHUNK = 500
+#: Chunks the bulk writers (mirror upserts, ledger plans) put in one transaction: an index page that several
+#: chunks touch then goes to SQLite's write-ahead log once, not once per chunk (a fifth of a large map's CPU
+#: went to commits); the write lock is held for a few thousand rows at a time.
+CHUNKS_PER_TX = 10
 
 
 def utcnow() -> datetime:

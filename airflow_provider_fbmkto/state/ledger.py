@@ -11,12 +11,14 @@ record was deleted before it was sent is ``withdraw``n (planned again, as pendin
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
-from airflow_provider_fbmkto.state._util import CHUNK, chunked, utcnow
+from airflow_provider_fbmkto.state._util import CHUNK, CHUNKS_PER_TX, chunked, utcnow
 from airflow_provider_fbmkto.state.bulk import execute_many
 from airflow_provider_fbmkto.state.ledger_reads import LedgerReads
 from airflow_provider_fbmkto.state.ledger_types import (
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy.engine import Connection
+
+#: Rows :meth:`Ledger.plan` writes in one transaction (callers planning many small batches may gather them).
+PLAN_ROWS_PER_TX = CHUNK * CHUNKS_PER_TX
 
 #: What a claim reads back of each claimed row: the columns it does not set itself.
 _CLAIMED = (
@@ -66,82 +71,98 @@ class Ledger(LedgerReads):
     def plan(self, account: str, run_id: str, entries: Iterable[tuple[str, str, dict[str, Any], str]]) -> PlanResult:
         """Upsert planned payloads; see the module doc for the life of a row.
 
-        Works in chunks (one transaction each: a bulk SELECT of existing keys, then bulk INSERT/UPDATE), so
-        100k+ entries stream through; re-planning the same entries is a no-op, so a crash between chunks is safe.
+        Works in chunks (a bulk SELECT of existing keys, then bulk INSERT/UPDATE), ``CHUNKS_PER_TX`` to a
+        transaction, so 100k+ entries stream through; re-planning the same entries is a no-op, so a crash between
+        transactions is safe.
 
         :param account: the account the rows belong to.
         :param run_id: the run planning them (stored on new and changed rows).
         :param entries: ``(key, kind, payload, payload_hash)``; within one chunk a repeated key keeps the last.
         :return: counts of new, changed and unchanged keys.
         """
-        new = changed = unchanged = held = kept = 0
-        for chunk in chunked(entries, CHUNK):
-            latest: dict[str, tuple[str, dict[str, Any], str]] = {}
-            for key, kind, payload, payload_hash in chunk:
-                if kind not in KINDS:
-                    raise ValueError(f"unknown ledger kind {kind!r} for {key!r}; use one of {sorted(KINDS)}")
-                latest[key] = (kind, payload, payload_hash)
-            now = utcnow()
+        counts: Counter[str] = Counter()
+        chunks = chunked(entries, CHUNK)
+        while True:
+            taken = 0
             with self._db.write_tx() as conn:
-                existing = {
-                    r.key: (r.payload_hash, r.status)
-                    for r in conn.execute(
-                        select(LedgerEntry.key, LedgerEntry.payload_hash, LedgerEntry.status).where(
-                            LedgerEntry.key.in_(list(latest))
-                        )
-                    )
-                }
-                inserts: list[dict[str, Any]] = []
-                updates: list[dict[str, Any]] = []
-                for key, (kind, payload, payload_hash) in latest.items():
-                    decision = decide(existing.get(key), kind, payload_hash)
-                    if decision == "new":
-                        inserts.append(
-                            {
-                                "key": key,
-                                "account": account,
-                                "kind": kind,
-                                "payload": payload,
-                                "payload_hash": payload_hash,
-                                "status": LedgerStatus.PENDING.value,
-                                "attempts": 0,
-                                "run_id": run_id,
-                                "created_at": now,
-                                "updated_at": now,
-                            }
-                        )
-                    elif decision == "changed":
-                        updates.append({"b_key": key, "b_payload": payload, "b_hash": payload_hash})
-                    else:
-                        unchanged += 1
-                        held += decision == "held"
-                        kept += decision == "kept"
-                if inserts:
-                    # A concurrent planner may have inserted the same key since our SELECT: keep theirs.
-                    stmt = self._db.insert(LedgerEntry).on_conflict_do_nothing(index_elements=[LedgerEntry.key])
-                    execute_many(conn, stmt, inserts)
-                    new += len(inserts)
-                if updates:
-                    execute_many(
-                        conn,
-                        update(LedgerEntry)
-                        .where(
-                            LedgerEntry.key == bindparam("b_key"),
-                            LedgerEntry.status != LedgerStatus.IN_FLIGHT.value,
-                        )
-                        .values(
-                            payload=bindparam("b_payload", type_=LedgerEntry.payload.type),
-                            payload_hash=bindparam("b_hash"),
-                            status=LedgerStatus.PENDING.value,
-                            attempts=0,
-                            last_error=None,
-                            run_id=run_id,
-                            updated_at=now,
-                        ),
-                        updates,
-                    )
-                    changed += len(updates)
-        return PlanResult(new=new, changed=changed, unchanged=unchanged, held=held, kept=kept)
+                for chunk in islice(chunks, CHUNKS_PER_TX):
+                    taken += 1
+                    self._plan_chunk(conn, account, run_id, chunk, counts)
+            if taken < CHUNKS_PER_TX:
+                break
+        return PlanResult(**{name: counts[name] for name in ("new", "changed", "unchanged", "held", "kept")})
+
+    def _plan_chunk(
+        self,
+        conn: Connection,
+        account: str,
+        run_id: str,
+        chunk: list[tuple[str, str, dict[str, Any], str]],
+        counts: Counter[str],
+    ) -> None:
+        """:meth:`plan` of one chunk, in the caller's transaction: a bulk SELECT of existing keys, then bulk
+        INSERT/UPDATE; adds its decisions to ``counts``."""
+        latest: dict[str, tuple[str, dict[str, Any], str]] = {}
+        for key, kind, payload, payload_hash in chunk:
+            if kind not in KINDS:
+                raise ValueError(f"unknown ledger kind {kind!r} for {key!r}; use one of {sorted(KINDS)}")
+            latest[key] = (kind, payload, payload_hash)
+        now = utcnow()
+        existing = {
+            r.key: (r.payload_hash, r.status)
+            for r in conn.execute(
+                select(LedgerEntry.key, LedgerEntry.payload_hash, LedgerEntry.status).where(
+                    LedgerEntry.key.in_(list(latest))
+                )
+            )
+        }
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for key, (kind, payload, payload_hash) in latest.items():
+            decision = decide(existing.get(key), kind, payload_hash)
+            if decision == "new":
+                inserts.append(
+                    {
+                        "key": key,
+                        "account": account,
+                        "kind": kind,
+                        "payload": payload,
+                        "payload_hash": payload_hash,
+                        "status": LedgerStatus.PENDING.value,
+                        "attempts": 0,
+                        "run_id": run_id,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            elif decision == "changed":
+                updates.append({"b_key": key, "b_payload": payload, "b_hash": payload_hash})
+            else:
+                counts["unchanged"] += 1
+                if decision in ("held", "kept"):
+                    counts[decision] += 1
+        if inserts:
+            # A concurrent planner may have inserted the same key since our SELECT: keep theirs.
+            stmt = self._db.insert(LedgerEntry).on_conflict_do_nothing(index_elements=[LedgerEntry.key])
+            execute_many(conn, stmt, inserts)
+            counts["new"] += len(inserts)
+        if updates:
+            execute_many(
+                conn,
+                update(LedgerEntry)
+                .where(LedgerEntry.key == bindparam("b_key"), LedgerEntry.status != LedgerStatus.IN_FLIGHT.value)
+                .values(
+                    payload=bindparam("b_payload", type_=LedgerEntry.payload.type),
+                    payload_hash=bindparam("b_hash"),
+                    status=LedgerStatus.PENDING.value,
+                    attempts=0,
+                    last_error=None,
+                    run_id=run_id,
+                    updated_at=now,
+                ),
+                updates,
+            )
+            counts["changed"] += len(updates)
 
     def preview(self, entries: Iterable[tuple[str, str, dict[str, Any], str]]) -> Iterator[tuple[str, str, str]]:
         """What :meth:`plan` would do with ``entries``, writing nothing: ``(key, kind, decision)`` per key
