@@ -143,7 +143,7 @@ def get_provider_info() -> dict[str, Any]:
                         "host": "https://123-ABC-456.mktorest.com",
                         "login": "client id of the LaunchPoint custom service",
                         "password": "client secret of the LaunchPoint custom service",
-                        "calls_per_window": "95",
+                        "calls_per_window": "97",
                         "max_concurrency": "8",
                         "daily_budget": "45000",
                     },

@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--calls-per-window",
         type=int,
-        help="the Marketo connection's calls_per_window extra (default: the hook's default, 95 of Marketo's 100)",
+        help="the Marketo connection's calls_per_window extra (default: the hook's default, 97 of Marketo's 100)",
     )
     p.add_argument("--backfill-days", type=int, default=7, help="daily runs in the backfill scenario (default 7)")
     p.add_argument("--months", type=int, default=24, help="months of invoice history in the seed (default 24)")

@@ -1,7 +1,7 @@
 """MarketoHook: the Marketo REST API behind Marketo's limits, with per-record results.
 
 Connection (type ``marketo``): host = REST base URL (``https://<munchkin>.mktorest.com``), login = client id,
-password = client secret; extras (plain or ``extra__marketo__``-prefixed) ``calls_per_window`` (95),
+password = client secret; extras (plain or ``extra__marketo__``-prefixed) ``calls_per_window`` (97),
 ``window_seconds`` (20), ``max_concurrency`` (8), ``daily_budget`` (45000), ``budget_reserve`` (0),
 ``request_timeout`` (60). Any other extra is an error naming it.
 
@@ -26,7 +26,7 @@ Celery workers, run every task that uses one instance in an Airflow pool of 8 sl
 on those tasks. A pool counts tasks, not calls: a task calling the hook from one thread has one call in flight,
 so 8 slots mean at most 8 calls; a task calling from N threads should take ``pool_slots=N``. The 20-second
 window is per process as well: processes together can pass 100 calls per 20 s, and Marketo then answers 606,
-which every hook of the process waits out and retries; lower ``calls_per_window`` (95 / concurrent processes)
+which every hook of the process waits out and retries; lower ``calls_per_window`` (97 / concurrent processes)
 to avoid that. The daily budget is shared by all processes already (state DB).
 
 **CRM-synced instances.** With a Salesforce/Dynamics sync, companies are read-only (``1018``, at response or

@@ -24,29 +24,19 @@ from airflow_provider_fbmkto.state.budget import next_reset
 Clock = Callable[[], float]
 
 
-#: How long after a call is sent it has surely reached Marketo (connection, upload, transit), at the real
-#: API's scale: a call answered later than this is counted this long after it was sent (see the limiter).
-ARRIVAL_MARGIN = 0.25
-
-
 class MarketoRateLimiter:
     """A sliding-window limiter (``calls_per_window`` calls per ``window_seconds``) plus a concurrency cap.
 
     Use :meth:`slot` around each call (the slot is taken just before the request is sent). Marketo counts a
-    call in its 100-per-20-s window when the call *arrives*; this limiter counts each call at a moment that is
-    never before that arrival:
-
-    * the call's **answer**, when it comes within ``arrival_margin`` of the send: the call had arrived by then;
-    * else **``arrival_margin`` after the send**: the time a request needs at most to reach Marketo (its
-      connection, upload and transit), so it has arrived by then although Marketo is still working on it;
-    * a call still **in flight** holds its place, whatever its age (its counting moment is not known yet).
-
-    A place is free again ``window_seconds`` after that moment. So at any send, the calls Marketo still counts
-    (arrived less than ``window_seconds`` before the new call arrives, which is at or after its send) are among
-    the ones this limiter counts, fewer than ``calls_per_window``: no 606 from this process. A call made inside
-    another call's slot (the token fetch) delays that call's send: the outer call's send time moves to the
-    inner call's end. Counting from the answer alone (the earlier rule) was as safe but held each place for a
-    whole round trip more than Marketo does.
+    call in its 100-per-20-s window when the call *arrives*; this limiter counts each call at its **answer**,
+    the first moment this side knows for certain that it has arrived, and a call still **in flight** holds its
+    place whatever its age. A place is free again ``window_seconds`` after that moment. So at any send, the
+    calls Marketo still counts (arrived less than ``window_seconds`` before the new call arrives, which is at or
+    after its send) are all among the ones this limiter counts, fewer than ``calls_per_window``: no 606 from
+    this process, however long its requests take to reach Marketo. (Counting from a guessed arrival, a fixed
+    margin after the send, held each place a little less long, but a call slower than the margin to reach the
+    server -- an emulator thread starved of CPU did it -- then counts in Marketo's window after it left this
+    one's: a 606.)
 
     Slots are re-entrant per thread: a call made while the thread already holds one (the token fetch
     evaluated inside a REST call's slot) takes a window place but no second concurrency place, so it can
@@ -59,19 +49,16 @@ class MarketoRateLimiter:
         window_seconds: float,
         max_concurrency: int,
         *,
-        arrival_margin: float | None = None,
         clock: Clock = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.calls_per_window = calls_per_window
         self.window_seconds = window_seconds
         self.max_concurrency = max_concurrency
-        #: scaled like every wait of the hook (``window_seconds / 20``) unless given
-        self.arrival_margin = ARRIVAL_MARGIN * window_seconds / 20.0 if arrival_margin is None else arrival_margin
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        #: one entry per call in the window: ``[sent, counted]``; ``counted`` is ``inf`` while the call is in flight
+        #: one entry per call in the window: ``[answered]``, ``inf`` while the call is in flight
         self._entries: list[list[float]] = []
         self._paused_until = 0.0
         self._concurrency = threading.BoundedSemaphore(max_concurrency)
@@ -89,24 +76,18 @@ class MarketoRateLimiter:
             with self._lock:
                 self._in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self._in_flight)
-        outer: list[float] | None = getattr(self._local, "entry", None)
         self._local.depth = depth + 1
         entry: list[float] | None = None
         try:
             entry = self._take_window_place()
-            self._local.entry = entry
             yield
         finally:
             with self._lock:
                 if entry is not None:
-                    ended = self._clock()
-                    entry[1] = min(ended, entry[0] + self.arrival_margin)
-                    if outer is not None:  # the outer call is sent after this one: its send is now
-                        outer[0] = max(outer[0], ended)
+                    entry[0] = self._clock()
                 if depth == 0:
                     self._in_flight -= 1
             self._local.depth = depth
-            self._local.entry = outer
             if depth == 0:
                 self._concurrency.release()
 
@@ -117,25 +98,25 @@ class MarketoRateLimiter:
                 self._prune(now)
                 wait = self._paused_until - now
                 if len(self._entries) >= self.calls_per_window:
-                    oldest = min(e[1] for e in self._entries)
+                    oldest = min(e[0] for e in self._entries)
                     # every place is held by a call still in flight: look again shortly
                     wait = max(wait, oldest + self.window_seconds - now if oldest != math.inf else 0.02)
                 if wait <= 0:
-                    entry = [now, math.inf]
+                    entry = [math.inf]
                     self._entries.append(entry)
                     return entry
             self._sleep(wait)
 
     def _prune(self, now: float) -> None:
         horizon = now - self.window_seconds
-        self._entries = [e for e in self._entries if e[1] > horizon]
+        self._entries = [e for e in self._entries if e[0] > horizon]
 
     def window_remaining(self) -> float:
         """Seconds until the oldest call of the current window ages out (a full window when none is in it)."""
         with self._lock:
             now = self._clock()
             self._prune(now)
-            counted = [e[1] for e in self._entries if e[1] != math.inf]
+            counted = [e[0] for e in self._entries if e[0] != math.inf]
             if not counted:
                 return self.window_seconds
             return max(0.0, min(counted) + self.window_seconds - now)

@@ -190,10 +190,10 @@ class MarketoCreds:
     base_url: str
     client_id: str
     client_secret: str
-    #: The limiter never counts a call of this process before Marketo does, so this process alone never passes
-    #: this many in Marketo's window; the 5 of Marketo's 100 left over are for other integrations of the
-    #: instance and a call slower to arrive than the limiter's margin (a 606 then is waited out and resent).
-    calls_per_window: int = 95
+    #: The limiter counts each call from its answer, never before Marketo does, so this process alone never has
+    #: more than this many in Marketo's window; the 3 of Marketo's 100 left over are for other integrations of
+    #: the instance (a 606 they cause is waited out and the call sent again: Marketo applied nothing).
+    calls_per_window: int = 97
     window_seconds: float = 20.0
     max_concurrency: int = 8
     daily_budget: int = 45_000
@@ -267,7 +267,7 @@ class MarketoCreds:
         if creds.calls_per_window > 100 or creds.max_concurrency > 10:
             raise ConfigError(
                 f"Marketo connection {conn_id!r}: calls_per_window must be <= 100 and max_concurrency <= 10 "
-                "(Marketo's own limits); the defaults 95 and 8 leave a safety margin"
+                "(Marketo's own limits); the defaults 97 and 8 leave a safety margin"
             )
         if creds.budget_reserve >= creds.daily_budget:
             raise ConfigError(f"Marketo connection {conn_id!r}: budget_reserve must be below daily_budget")

@@ -47,7 +47,7 @@ def test_creds_defaults_and_base_url() -> None:
     creds = MarketoCreds.from_connection(_conn())
     assert creds.base_url == "https://123-ABC-456.mktorest.com"
     assert creds.instance == "123-abc-456.mktorest.com"
-    assert (creds.calls_per_window, creds.window_seconds, creds.max_concurrency) == (95, 20.0, 8)
+    assert (creds.calls_per_window, creds.window_seconds, creds.max_concurrency) == (97, 20.0, 8)
     assert (creds.daily_budget, creds.budget_reserve, creds.budget_limit) == (45_000, 0, 45_000)
     assert creds.time_scale == 1.0
     assert "s3cret-value" not in repr(creds)
@@ -142,33 +142,22 @@ class _FakeTime:
         self.now += seconds
 
 
-def test_limiter_counts_a_slow_call_from_its_send_plus_the_arrival_margin() -> None:
+def test_limiter_counts_each_call_from_its_answer() -> None:
     t = _FakeTime()
-    limiter = MarketoRateLimiter(2, 20.0, 5, arrival_margin=0.25, clock=t, sleep=t.sleep)
-    with limiter.slot():  # sent at 1000, Marketo works on it for 3 s: it arrived by 1000.25
+    limiter = MarketoRateLimiter(2, 20.0, 5, clock=t, sleep=t.sleep)
+    with limiter.slot():  # sent at 1000, answered at 1003: it arrived some time before 1003, for certain
         t.now += 3.0
-    with limiter.slot():  # sent at 1003, answered at once: counted at its answer, 1003
+    with limiter.slot():  # sent and answered at 1003
         pass
-    with limiter.slot():  # the window is full: waits until 1000.25 + 20, not 1003 + 20 (the first answer)
+    with limiter.slot():  # the window is full: waits until the first answer ages out, 1003 + 20
         pass
-    assert t.slept == [pytest.approx(17.25)]
-    assert t.now == pytest.approx(1020.25)
-
-
-def test_limiter_counts_a_quick_call_at_its_answer() -> None:
-    t = _FakeTime()
-    limiter = MarketoRateLimiter(1, 20.0, 5, arrival_margin=0.25, clock=t, sleep=t.sleep)
-    with limiter.slot():
-        t.now += 0.1  # answered before the margin: it arrived by its answer
-    with limiter.slot():
-        pass
-    assert t.slept == [pytest.approx(20.0)]  # 1000.1 + 20 - 1000.1
-    assert t.now == pytest.approx(1020.1)
+    assert t.slept == [pytest.approx(20.0)]
+    assert t.now == pytest.approx(1023.0)
 
 
 def test_limiter_keeps_a_call_in_flight_in_the_window_whatever_its_age() -> None:
     t = _FakeTime()
-    limiter = MarketoRateLimiter(1, 20.0, 5, arrival_margin=0.25, clock=t, sleep=t.sleep)
+    limiter = MarketoRateLimiter(1, 20.0, 5, clock=t, sleep=t.sleep)
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:  # the waiting caller sees the first call still in flight 30 s on
@@ -185,26 +174,21 @@ def test_limiter_keeps_a_call_in_flight_in_the_window_whatever_its_age() -> None
     assert waits == [pytest.approx(0.02)] * 3
 
 
-def test_limiter_moves_a_calls_send_past_the_token_fetch_inside_it() -> None:
+def test_limiter_counts_the_token_fetch_inside_a_call_by_its_own_answer() -> None:
     t = _FakeTime()
-    limiter = MarketoRateLimiter(3, 20.0, 5, arrival_margin=0.25, clock=t, sleep=t.sleep)
+    limiter = MarketoRateLimiter(3, 20.0, 5, clock=t, sleep=t.sleep)
     with limiter.slot():  # the REST call's slot, taken at 1000
-        with limiter.slot():  # its token fetch: 2 s; the REST call itself goes out at 1002
+        with limiter.slot():  # its token fetch, answered at 1002
             t.now += 2.0
-        t.now += 3.0  # then Marketo takes 3 s: the REST call arrived by 1002.25, not 1000.25
+        t.now += 3.0  # then the REST call is answered at 1005
     with limiter.slot():
         pass
-    with limiter.slot():  # full (3): the token fetch ages out first (counted at 1000.25), at 1020.25
+    with limiter.slot():  # full (3): the token fetch ages out first, at 1022
         pass
-    assert t.slept == [pytest.approx(15.25)]
-    with limiter.slot():  # next the REST call, counted at 1002.25: free at 1022.25
+    assert t.slept == [pytest.approx(17.0)]
+    with limiter.slot():  # next the REST call, answered at 1005: free at 1025
         pass
-    assert t.slept == [pytest.approx(15.25), pytest.approx(2.0)]
-
-
-def test_limiter_default_margin_scales_with_the_window() -> None:
-    assert MarketoRateLimiter(90, 20.0, 8).arrival_margin == pytest.approx(0.25)
-    assert MarketoRateLimiter(90, 5.0, 8).arrival_margin == pytest.approx(0.0625)
+    assert t.slept == [pytest.approx(17.0), pytest.approx(3.0)]
 
 
 def test_limiter_caps_concurrency_and_is_reentrant() -> None:
