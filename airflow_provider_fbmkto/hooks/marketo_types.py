@@ -177,6 +177,10 @@ def _opt_int(value: Any) -> int | None:
         return None
 
 
+#: Calls per 20 s a connection allows by default (see :attr:`MarketoCreds.calls_per_window`).
+DEFAULT_CALLS_PER_WINDOW = 97
+
+
 @dataclass(frozen=True, slots=True)
 class MarketoCreds:
     """The ``marketo`` connection, parsed once (host = REST base URL, login = client id, password = secret).
@@ -193,7 +197,7 @@ class MarketoCreds:
     #: The limiter counts each call from its answer, never before Marketo does, so this process alone never has
     #: more than this many in Marketo's window; the 3 of Marketo's 100 left over are for other integrations of
     #: the instance (a 606 they cause is waited out and the call sent again: Marketo applied nothing).
-    calls_per_window: int = 97
+    calls_per_window: int = DEFAULT_CALLS_PER_WINDOW
     window_seconds: float = 20.0
     max_concurrency: int = 8
     daily_budget: int = 45_000
