@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from itertools import islice
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from airflow_provider_fbmkto.state.db import StateDB
 
 T = TypeVar("T")
 
@@ -38,3 +43,14 @@ def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+def write_in_chunks(db: StateDB, items: Iterable[T], write: Callable[[Connection, list[T]], None]) -> None:
+    """Call ``write(conn, chunk)`` for each ``CHUNK`` of ``items``, ``CHUNKS_PER_TX`` chunks to one write
+    transaction; ``items`` is consumed lazily (one chunk in memory at a time), and none opens no transaction."""
+    chunks = chunked(items)
+    for first in chunks:
+        with db.write_tx() as conn:
+            write(conn, first)
+            for chunk in islice(chunks, CHUNKS_PER_TX - 1):
+                write(conn, chunk)

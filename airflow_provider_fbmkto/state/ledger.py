@@ -13,12 +13,11 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
-from airflow_provider_fbmkto.state._util import CHUNK, CHUNKS_PER_TX, chunked, utcnow
+from airflow_provider_fbmkto.state._util import CHUNK, CHUNKS_PER_TX, chunked, utcnow, write_in_chunks
 from airflow_provider_fbmkto.state.bulk import execute_many
 from airflow_provider_fbmkto.state.ledger_reads import LedgerReads
 from airflow_provider_fbmkto.state.ledger_types import (
@@ -81,15 +80,7 @@ class Ledger(LedgerReads):
         :return: counts of new, changed and unchanged keys.
         """
         counts: Counter[str] = Counter()
-        chunks = chunked(entries, CHUNK)
-        while True:
-            taken = 0
-            with self._db.write_tx() as conn:
-                for chunk in islice(chunks, CHUNKS_PER_TX):
-                    taken += 1
-                    self._plan_chunk(conn, account, run_id, chunk, counts)
-            if taken < CHUNKS_PER_TX:
-                break
+        write_in_chunks(self._db, entries, lambda conn, chunk: self._plan_chunk(conn, account, run_id, chunk, counts))
         return PlanResult(**{name: counts[name] for name in ("new", "changed", "unchanged", "held", "kept")})
 
     def _plan_chunk(

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import date
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Date, Index, Integer, String, Text, and_, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from airflow_provider_fbmkto.state._util import CHUNK, CHUNKS_PER_TX, chunked
+from airflow_provider_fbmkto.state._util import CHUNK, chunked, write_in_chunks
 from airflow_provider_fbmkto.state.bulk import execute_many
 from airflow_provider_fbmkto.state.models import Base
 from airflow_provider_fbmkto.sync.codec import Record, from_json, kind_of, to_json, vis_state_of
@@ -122,24 +121,22 @@ class FreshBooksMirror:
         return self._upsert_rows(account, (_row_of_data(account, kind, data) for kind, data in items))
 
     def _upsert_rows(self, account: str, rows_in: Iterable[dict[str, Any]]) -> int:
-        n = 0
         stmt = self._db.insert(FreshBooksRecordRow)
         stmt = stmt.on_conflict_do_update(
             index_elements=["account", "kind", "id"],
             set_={c: stmt.excluded[c] for c in ("client_id", "event_date", "due_date", "data", "moved_from")},
         )
-        chunks = chunked(rows_in, CHUNK)
-        while True:
-            taken = 0
-            with self._db.write_tx() as conn:
-                for chunk in islice(chunks, CHUNKS_PER_TX):
-                    taken += 1
-                    rows = {(r["kind"], r["id"]): r for r in chunk}
-                    self._carry_moves(conn, account, [r for (kind, _), r in rows.items() if kind == "client"])
-                    execute_many(conn, stmt, list(rows.values()))
-                    n += len(rows)
-            if taken < CHUNKS_PER_TX:
-                return n
+        written = 0
+
+        def write(conn: Any, chunk: list[dict[str, Any]]) -> None:
+            nonlocal written
+            rows = {(r["kind"], r["id"]): r for r in chunk}
+            self._carry_moves(conn, account, [r for (kind, _), r in rows.items() if kind == "client"])
+            execute_many(conn, stmt, list(rows.values()))
+            written += len(rows)
+
+        write_in_chunks(self._db, rows_in, write)
+        return written
 
     @staticmethod
     def _carry_moves(conn: Any, account: str, rows: list[dict[str, Any]]) -> None:
