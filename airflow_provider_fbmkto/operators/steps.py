@@ -12,6 +12,7 @@ from airflow_provider_fbmkto.operators.base import (
     fail_without_retry,
     fails_at_once,
 )
+from airflow_provider_fbmkto.operators.heap import with_bulk_heap
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ class FreshBooksExtractRecordsOperator(FbmktoAccountOperator):
     """
 
     @fails_at_once
+    @with_bulk_heap
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_fbmkto.hooks.freshbooks import FreshBooksHook
         from airflow_provider_fbmkto.pipeline.extract import extract
@@ -45,6 +47,7 @@ class FbmktoMapRecordsOperator(FbmktoAccountOperator):
     """
 
     @fails_at_once
+    @with_bulk_heap
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_fbmkto.hooks.marketo import MarketoHook
         from airflow_provider_fbmkto.pipeline.planner import plan_run
@@ -74,6 +77,7 @@ class MarketoLoadRecordsOperator(FbmktoAccountOperator):
     """
 
     @fails_at_once
+    @with_bulk_heap
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_fbmkto.hooks.marketo import MarketoHook
         from airflow_provider_fbmkto.pipeline import preflight as pf
@@ -119,6 +123,7 @@ class MarketoReconcileLeadsOperator(FbmktoAccountOperator):
         self._export_id: str | None = None  # the export this try started, cancelled if the task is killed
 
     @fails_at_once
+    @with_bulk_heap
     def execute(self, context: Any) -> dict[str, Any] | None:
         from airflow_provider_fbmkto.hooks.marketo import MarketoHook
         from airflow_provider_fbmkto.hooks.marketo_types import ExportQuotaExhausted, InvalidSubscription
@@ -147,6 +152,7 @@ class MarketoReconcileLeadsOperator(FbmktoAccountOperator):
         return None
 
     @fails_at_once
+    @with_bulk_heap
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         from airflow_provider_fbmkto.hooks.marketo import MarketoHook
         from airflow_provider_fbmkto.hooks.marketo_types import BulkExportError

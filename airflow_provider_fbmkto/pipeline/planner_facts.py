@@ -139,35 +139,41 @@ class FactPlanner:
             yield from self._span(span)
 
     def _span(self, span: Window) -> Iterator[list[PlannedActivity]]:
-        account, tz, mirror = self.account, self.ctx.account.tz, self.mirror
-        dates = Coverage((span,), end=self.ctx.window.end, until=self.ctx.now)
+        account, tz, mirror, end = self.account, self.ctx.account.tz, self.mirror, self.ctx.window.end
+        dates = Coverage((span,), end=end, until=self.ctx.now)
         first, stop = window_dates(span, tz)
-        # Overdue moment = start of the day after due_date: due dates from one day before the span's first date.
-        for low, high in _days(first - _DAY, stop):
-            if high >= first:
-                for created in _batches(mirror.invoices_created(account, max(low, first), high)):
-                    by_id = self._clients_by_ids({i.customerid for i in created})
-                    yield self._planned(invoice_sent_activities(created, by_id, dates, self.mctx))
-                for payments in _batches(mirror.payments_dated(account, max(low, first), high)):
-                    yield self._payments(payments, dates)
+        due_first = first - _DAY  # overdue moment = start of the day after due_date
+
+        def may_go_overdue(i: Invoice) -> bool:
             # Only live invoices still unpaid at the window's end can go overdue (overdue_activities checks
             # again); the others need neither their client nor their payments.
-            due_now = mirror.invoices_due(account, low, high)
-            live = (i for i in due_now if invoice_is_live(i) and invoice_unpaid_at(i, self.ctx.window.end, tz))
-            for due in _batches(live):
-                yield self._invoices(due, dates, sent=False)
+            return due_first <= i.due_date <= stop and invoice_is_live(i) and invoice_unpaid_at(i, end, tz)
+
+        # Each invoice is read once: by create date (Invoice Sent, and Invoice Overdue if it falls due in the
+        # span), or -- created outside the span -- by due date.
+        for low, high in _days(first, stop):
+            for created in _batches(mirror.invoices_created(account, low, high)):
+                yield self._invoices(created, [i for i in created if may_go_overdue(i)], dates)
+            for payments in _batches(mirror.payments_dated(account, low, high)):
+                yield self._payments(payments, dates)
+        for low, high in _days(due_first, stop):
+            outside = mirror.invoices_due(account, low, high, created_outside=(first, stop))
+            for due in _batches(i for i in outside if may_go_overdue(i)):
+                yield self._invoices([], due, dates)
 
     def _payments(self, payments: list[Payment], dates: Coverage) -> list[PlannedActivity]:
         by_id = self._clients_by_ids({p.clientid for p in payments})
         paid = self.mirror.invoice_numbers(self.account, {p.invoiceid for p in payments})
         return self._planned(payment_activities(payments, by_id, paid, dates, self.mctx))
 
-    def _invoices(self, invoices: list[Invoice], dates: Coverage, *, sent: bool = True) -> list[PlannedActivity]:
-        """Invoice Overdue (and, with ``sent``, Invoice Sent) of ``invoices`` in ``dates``."""
-        by_id = self._clients_by_ids({i.customerid for i in invoices})
-        found = self._planned(invoice_sent_activities(invoices, by_id, dates, self.mctx)) if sent else []
-        paid_back = self.mirror.payments_of_invoices(self.account, invoices)
-        return found + self._planned(overdue_activities(invoices, by_id, dates, self.mctx, payments=paid_back))
+    def _invoices(self, sent: list[Invoice], overdue: list[Invoice], dates: Coverage) -> list[PlannedActivity]:
+        """Invoice Sent of ``sent`` and Invoice Overdue of ``overdue`` in ``dates``."""
+        by_id = self._clients_by_ids({i.customerid for i in sent} | {i.customerid for i in overdue})
+        found = self._planned(invoice_sent_activities(sent, by_id, dates, self.mctx)) if sent else []
+        if overdue:
+            paid_back = self.mirror.payments_of_invoices(self.account, overdue)
+            found += self._planned(overdue_activities(overdue, by_id, dates, self.mctx, payments=paid_back))
+        return found
 
     # -- by change -------------------------------------------------------------------------------------
 
@@ -178,7 +184,7 @@ class FactPlanner:
             every record was pulled anyway).
         """
         for invoices in _batches(r for r in staged(staging, "invoice") if isinstance(r, Invoice)):
-            yield self._invoices(invoices, dates)
+            yield self._invoices(invoices, invoices, dates)
         for payments in _batches(r for r in staged(staging, "payment") if isinstance(r, Payment)):
             yield self._payments(payments, dates)
         if not clients:
@@ -186,7 +192,7 @@ class FactPlanner:
         for group in _batches(r.id for r in staged(staging, "client") if isinstance(r, Client) and not r.is_deleted):
             invoices, payments = self.mirror.of_clients(self.account, group)
             for inv_batch in _batches(invoices):
-                yield self._invoices(inv_batch, dates)
+                yield self._invoices(inv_batch, inv_batch, dates)
             for pay_batch in _batches(payments):
                 yield self._payments(pay_batch, dates)
 

@@ -184,16 +184,24 @@ class FreshBooksMirror:
             return int(conn.execute(q).scalar_one())
 
     def _stream(
-        self, account: str, kind: str, column: Any = None, first: date | None = None, last: date | None = None
+        self,
+        account: str,
+        kind: str,
+        column: Any = None,
+        first: date | None = None,
+        last: date | None = None,
+        where: Any = None,
     ) -> Iterator[Record]:
-        """Records of ``kind`` (with ``first <= column <= last`` when a column is given), in pages so memory stays
-        flat: keyed on ``id``, or on ``(column, id)`` for a range.
+        """Records of ``kind`` (with ``first <= column <= last`` when a column is given, and ``where`` when given),
+        in pages so memory stays flat: keyed on ``id``, or on ``(column, id)`` for a range.
 
         Paging a range on ``id`` alone lets the database walk the primary key (all of the account's records of
         ``kind``) for every page instead of the date index; keyed on the date first, each page is a range of it.
         """
         row = FreshBooksRecordRow
         base = select(row.kind, row.id, row.data).where(row.account == account, row.kind == kind)
+        if where is not None:
+            base = base.where(where)
         if column is None:
             base = base.order_by(row.id)
         else:
@@ -227,9 +235,14 @@ class FreshBooksMirror:
             assert isinstance(rec, Invoice)
             yield rec
 
-    def invoices_due(self, account: str, first: date, last: date) -> Iterator[Invoice]:
-        """Invoices whose due_date is in ``[first, last]``."""
-        for rec in self._stream(account, "invoice", FreshBooksRecordRow.due_date, first, last):
+    def invoices_due(
+        self, account: str, first: date, last: date, *, created_outside: tuple[date, date] | None = None
+    ) -> Iterator[Invoice]:
+        """Invoices whose due_date is in ``[first, last]``; with ``created_outside``, only those whose create_date
+        is not in that ``(first, last)`` range (the others having been read by create date already)."""
+        row = FreshBooksRecordRow
+        outside = None if created_outside is None else ~row.event_date.between(*created_outside)
+        for rec in self._stream(account, "invoice", row.due_date, first, last, where=outside):
             assert isinstance(rec, Invoice)
             yield rec
 

@@ -105,6 +105,17 @@ def test_invoices_due_range_is_inclusive(state_db: StateDB) -> None:
     assert [i.id for i in mirror.invoices_due(ACCT, date(2025, 4, 3), date(2025, 4, 3))] == [204]
 
 
+def test_invoices_due_created_outside_leaves_out_those_created_in_the_range(state_db: StateDB) -> None:
+    mirror = FreshBooksMirror(state_db)
+    created = {301: date(2025, 2, 28), 302: date(2025, 3, 1), 303: date(2025, 3, 31), 304: date(2025, 4, 1)}
+    mirror.upsert(ACCT, [invoice(i, 1, created=c, due=date(2025, 4, 2)) for i, c in created.items()])
+
+    span = (date(2025, 3, 1), date(2025, 3, 31))
+    due = mirror.invoices_due(ACCT, date(2025, 4, 2), date(2025, 4, 2), created_outside=span)
+    assert [i.id for i in due] == [301, 304]  # the span's bounds are inside it, as with invoices_created
+    assert [i.id for i in mirror.invoices_due(ACCT, date(2025, 4, 2), date(2025, 4, 2))] == [301, 302, 303, 304]
+
+
 def test_payments_dated_range_is_inclusive(state_db: StateDB) -> None:
     mirror = FreshBooksMirror(state_db)
     mirror.upsert(
