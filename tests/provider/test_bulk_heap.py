@@ -44,9 +44,16 @@ def test_nested_use_keeps_the_settings_until_the_outermost_ends() -> None:
 
 def test_restores_after_an_error_and_keeps_a_higher_threshold() -> None:
     gc.set_threshold(YOUNG_THRESHOLD * 2, 5, 5)
-    with pytest.raises(RuntimeError, match="boom"), bulk_heap():
-        assert gc.get_threshold() == (YOUNG_THRESHOLD * 2, 5, 5)  # never lowered
-        raise RuntimeError("boom")
+    seen: list[tuple[int, int, int]] = []
+
+    def fail() -> None:
+        with bulk_heap():
+            seen.append(gc.get_threshold())
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail()
+    assert seen == [(YOUNG_THRESHOLD * 2, 5, 5)]  # never lowered
     assert gc.get_threshold() == (YOUNG_THRESHOLD * 2, 5, 5)
     assert gc.get_freeze_count() == 0
 
