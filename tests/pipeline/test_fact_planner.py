@@ -79,4 +79,3 @@ def test_plans_each_fact_of_the_span_once(planned: list[str]) -> None:
             payment_received_key(ACCT, 20),
         ]
     )
-
