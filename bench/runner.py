@@ -25,6 +25,8 @@ class Phase:
     seconds: float
     task_seconds: float
     rss_peak_kb: int
+    #: the task process's RSS when it started (a forked child: the pages it shares with the worker so far)
+    rss_start_kb: int = 0
     deferred_seconds: float = 0.0
     #: CPU seconds (user + system, every thread) of the task process(es), the trigger's not included
     cpu_seconds: float = 0.0
@@ -103,6 +105,7 @@ def run_dag(
             seconds=time.perf_counter() - started,
             task_seconds=task_seconds,
             rss_peak_kb=peak,
+            rss_start_kb=int(answer.get("rss_start_kb", 0)),
             deferred_seconds=deferred,
             cpu_seconds=cpu,
             marketo=tally_marketo(mk_calls[mk0:]),
