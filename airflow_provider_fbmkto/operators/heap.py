@@ -15,9 +15,9 @@ While a step runs, :func:`bulk_heap`
 * runs a young collection every ``YOUNG_THRESHOLD`` allocations instead of 700 (``gc.set_threshold``):
   cyclic garbage is still collected, less often -- at 1M records the map task's peak RSS is the same.
 
-Measured so, the collector's share of the map task at 1M records fell from 47 s to under 4 s. On exit
-both are undone (by the outermost use only); objects someone else froze before (a forking executor does, to
-share pages with its children) stay frozen.
+Measured so, the collector's share of the map task at 1M records fell from 47 s to 4-7 s (with the machine's
+speed). On exit both are undone (by the outermost use only); objects someone else froze before (a forking
+executor does, to share pages with its children) stay frozen.
 """
 
 from __future__ import annotations
